@@ -1,0 +1,61 @@
+# Attention Lab: the whole command surface.  `make lab` and `make test` are all a new user needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# nbgrader calls alembic from PATH: put the environment first
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+PORT ?= 8888
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+LAB_FLAGS := --ServerApp.port=$(PORT) --ServerApp.port_retries=50 $(ROOT_FLAG) \
+	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+
+.PHONY: setup lab instructor test test-fast lessons lessons-check bench lint clean-venv
+
+# Create .venv and install everything; a stamp keeps re-runs instant until pyproject.toml changes.
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@# torch first and pinned: the CPU wheel, never a multi-GB CUDA build pulled in by a range
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(BIN)/jupyter labextension disable --level=sys_prefix nbgrader:create-assignment nbgrader:formgrader nbgrader:course-list >/dev/null 2>&1 || true
+	$(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null 2>&1 || true
+	@touch $@
+
+# Learners: copy each lesson into workspace/ (never overwriting your work) and open JupyterLab there.
+lab: setup
+	$(PY) -m attnlab.workspace lessons workspace
+	cd workspace && ../$(BIN)/jupyter lab $(LAB_FLAGS)
+
+# Instructors: JupyterLab at the course root with formgrader and the create-assignment tools.
+instructor: setup
+	$(BIN)/jupyter lab $(LAB_FLAGS) \
+		--LabApp.extra_labextensions_path=[] \
+		--ServerApp.jpserver_extensions="{'nbgrader.server_extensions.formgrader': True}" \
+		--LabApp.disabled_extensions="{}"
+
+# Regenerate lessons/ from solutions/ (nbgrader generate_assignment).
+lessons: setup
+	$(PY) -m autograder build
+
+lessons-check: setup
+	$(PY) -m autograder build --check
+
+test: setup
+	$(PY) -m autograder build --check
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not notebook and not browser"
+
+lint: setup
+	$(BIN)/ruff check autograder attnlab tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""ipywidgets explorers, one module per lesson topic; each returns a widget to display."""

@@ -1,0 +1,66 @@
+"""``python -m autograder build | check``: the command-line surface."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+from .course import CourseError
+
+
+def _build(args) -> int:
+    from .build import build
+
+    stale = build(check=args.check)
+    if args.check:
+        if stale:
+            print("lessons/ is stale; run `python -m autograder build` (or `make lessons`). "
+                  "Differs:", *stale, sep="\n  ")
+            return 1
+        print("lessons/ matches solutions/.")
+        return 0
+    print(f"rebuilt {len(stale)} file(s)" + (":" if stale else "; lessons/ was up to date."),
+          *stale, sep="\n  " if stale else "")
+    return 0
+
+
+def _check(args) -> int:
+    from .selfcheck import format_report, grade_notebook
+
+    report = grade_notebook(args.notebook)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(format_report(report, args.notebook))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder",
+                                     description="Attention Lab's autograder.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build", help="regenerate lessons/ from solutions/ with nbgrader")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 and name the files if lessons/ is stale")
+    p.set_defaults(func=_build)
+    p = sub.add_parser("check", help="grade one notebook against its lesson's full tests")
+    p.add_argument("notebook", help="path to a lesson notebook (.ipynb), anywhere")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_check)
+    args = parser.parse_args(argv)
+    # nbgrader and traitlets log to stderr; the user reads our summary instead
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    try:
+        return args.func(args)
+    except CourseError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
