@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 PORT ?= 8888
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 LAB_FLAGS := --ServerApp.port=$(PORT) --ServerApp.port_retries=50 $(ROOT_FLAG) \
-	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
 .PHONY: setup lab instructor test test-fast lessons lessons-check bench lint clean-venv
 
@@ -21,21 +21,17 @@ $(VENV)/.installed: pyproject.toml
 	@# torch first and pinned: the CPU wheel, never a multi-GB CUDA build pulled in by a range
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(BIN)/jupyter labextension disable --level=sys_prefix nbgrader:create-assignment nbgrader:formgrader nbgrader:course-list >/dev/null 2>&1 || true
-	$(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null 2>&1 || true
 	@touch $@
 
 # Learners: copy each lesson into workspace/ (never overwriting your work) and open JupyterLab there.
 lab: setup
 	$(PY) -m attnlab.workspace lessons workspace
-	cd workspace && ../$(BIN)/jupyter lab $(LAB_FLAGS)
+	@# learners see Validate, not formgrader or the create-assignment tools (etc/jupyter/learner)
+	cd workspace && JUPYTER_CONFIG_DIR=$(CURDIR)/etc/jupyter/learner ../$(BIN)/jupyter lab $(LAB_FLAGS)
 
 # Instructors: JupyterLab at the course root with formgrader and the create-assignment tools.
 instructor: setup
-	$(BIN)/jupyter lab $(LAB_FLAGS) \
-		--LabApp.extra_labextensions_path=[] \
-		--ServerApp.jpserver_extensions="{'nbgrader.server_extensions.formgrader': True}" \
-		--LabApp.disabled_extensions="{}"
+	JUPYTER_CONFIG_DIR=$(CURDIR)/etc/jupyter/instructor $(BIN)/jupyter lab $(LAB_FLAGS)
 
 # Regenerate lessons/ from solutions/ (nbgrader generate_assignment).
 lessons: setup

@@ -10,19 +10,24 @@ from pathlib import Path
 
 
 def _this_notebook(lesson: str | None) -> Path | None:
-    """The notebook this kernel belongs to (JupyterLab tells the kernel), else a lesson match."""
+    """The notebook this kernel belongs to, as JupyterLab tells its kernels; else None.
+
+    Kernels started by nbgrader (Validate, autograde) are not told, so the self-check never
+    runs inside a grading run.
+    """
     session = os.environ.get("JPY_SESSION_NAME", "")
+    if not session:
+        return None
     if session.endswith(".ipynb") and Path(session).is_file():
         return Path(session)
-    candidates = sorted(Path.cwd().glob("*.ipynb"))
-    for path in candidates:
+    for path in sorted(Path.cwd().glob("*.ipynb")):  # renamed since the kernel started
         try:
             meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
         except (OSError, ValueError):
             continue
         if lesson and meta.get("attnlab", {}).get("lesson") == lesson:
             return path
-    return candidates[0] if len(candidates) == 1 else None
+    return None
 
 
 def self_check(lesson: str | None = None, notebook: str | None = None) -> None:
@@ -32,7 +37,7 @@ def self_check(lesson: str | None = None, notebook: str | None = None) -> None:
         return
     path = Path(notebook) if notebook else _this_notebook(lesson)
     if path is None:
-        print("Could not tell which notebook this is. Save it, then run in a terminal:\n"
+        print("The self-check runs from JupyterLab. Elsewhere, save the notebook and run:\n"
               "    python -m autograder check PATH/TO/NOTEBOOK.ipynb")
         return
     print(f"Checking the saved copy of {path.name} (save with Ctrl+S first)... "

@@ -17,8 +17,17 @@ from pathlib import Path
 
 import nbformat
 
-from .course import COURSE_FILES, LESSONS, SOLUTIONS, CourseError, Lesson, lessons, \
-    nbgrader_config, run_nbgrader, scratch_course
+from .course import (
+    COURSE_FILES,
+    LESSONS,
+    SOLUTIONS,
+    CourseError,
+    Lesson,
+    lessons,
+    nbgrader_config,
+    run_nbgrader,
+    scratch_course,
+)
 
 KEEP_CELL_METADATA = ("nbgrader",)
 KEEP_NB_METADATA = ("kernelspec", "language_info", "attnlab")

@@ -57,7 +57,8 @@ def find_lesson(key: str) -> Lesson:
     """A lesson from its folder name (``03_multi_head_attention``) or number (``03``, ``3``)."""
     key = key.strip().rstrip("/")
     for lesson in lessons():
-        if key in (lesson.name, lesson.number) or (key.isdigit() and int(key) == int(lesson.number)):
+        if key in (lesson.name, lesson.number) or (key.isdigit()
+                                                   and int(key) == int(lesson.number)):
             return lesson
     names = ", ".join(lesson.name for lesson in lessons())
     raise CourseError(f"unknown lesson {key!r}; the lessons are: {names}")

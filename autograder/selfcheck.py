@@ -18,8 +18,14 @@ from pathlib import Path
 import nbformat
 
 from .build import normalise
-from .course import Lesson, lesson_of_notebook, nbgrader_config, read_notebook, run_nbgrader, \
-    scratch_course
+from .course import (
+    Lesson,
+    lesson_of_notebook,
+    nbgrader_config,
+    read_notebook,
+    run_nbgrader,
+    scratch_course,
+)
 
 STUDENT = "self"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
