@@ -59,6 +59,39 @@ def test_feed_forward_matches_manual(activation, fn):
     assert_close(ff(x), hidden @ ff.linear2.weight.T + ff.linear2.bias)
 
 
+def same_global_stream(seed, fn):
+    """fn() run with the global stream reset to seed (dropout draws from it), then restored."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return fn()
+
+
+def test_feed_forward_dropout_sits_between_activation_and_linear2():
+    """In training, is dropout applied to the hidden activations, as in torch's layers?"""
+    ff = seeded(0, lambda: FeedForward(6, 10, "gelu", dropout=0.5)).train()
+    x = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(0))
+    manual = lambda: ff.linear2(F.dropout(F.gelu(ff.linear1(x)), 0.5, training=True))
+    assert_close(same_global_stream(3, lambda: ff(x)), same_global_stream(3, manual))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_dropout_follows_each_sublayer(norm_first):
+    """In training, is dropout applied to each sublayer's output before its residual add?"""
+    layer = seeded(0, lambda: EncoderLayer(8, 2, 16, dropout=0.4, norm_first=norm_first)).train()
+    x = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))
+    drop = lambda t: F.dropout(t, 0.4, training=True)
+    attn = lambda h: drop(layer.self_attn(h, h, h)[0])  # attention-weight dropout inside
+
+    def manual():
+        if norm_first:
+            h = x + attn(layer.norm1(x))
+            return h + drop(layer.ff(layer.norm2(h)))
+        h = layer.norm1(x + attn(x))
+        return layer.norm2(h + drop(layer.ff(h)))
+
+    assert_close(same_global_stream(5, lambda: layer(x)), same_global_stream(5, manual))
+
+
 def test_feed_forward_rejects_unknown_activation():
     """Does an unknown activation name raise a ValueError listing the choices?"""
     with pytest.raises(ValueError, match="relu"):
@@ -153,7 +186,6 @@ def test_encoder_dropout_is_active_only_in_training():
     """Does dropout change outputs in train mode and vanish in eval mode?"""
     layer = seeded(0, lambda: EncoderLayer(8, 2, 16, dropout=0.5))
     x = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        assert not torch.allclose(layer.train()(x), layer(x))
+    train = same_global_stream(0, lambda: (layer.train()(x), layer(x)))
+    assert not torch.allclose(*train)
     assert torch.equal(layer.eval()(x), layer(x))

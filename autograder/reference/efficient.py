@@ -1,5 +1,4 @@
-"""Lesson 08: attention that scales: exact tiled (online-softmax) attention, sliding windows, and
-linear attention."""
+"""Lesson 08: attention that scales: exact tiled attention, sliding windows, linear attention."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ def elu_plus_one(x: Tensor) -> Tensor:
 def _online_softmax_rows(
     q: Tensor, k: Tensor, v: Tensor, block_size: int, row0: int, causal: bool
 ) -> Tensor:
-    """Attention for one block of queries starting at row row0, one key block at a time."""
+    """One block of queries (from row row0) against key blocks, by the online softmax."""
     Lq_block, Lk = q.size(-2), k.size(-2)
     k_end = min(Lk, row0 + Lq_block) if causal else Lk  # later key blocks are fully masked
     m = q.new_full((*q.shape[:-1], 1), float("-inf"))  # (..., Lq_block, 1) running max
