@@ -1,0 +1,464 @@
+"""Lesson 01's checks against a catalogue of realistic wrong answers.
+
+Every wrong answer below is something a learner plausibly writes for `softmax`, `attend` or the
+fill-in-the-blanks. Each must FAIL the check it breaks, with the message written for that
+mistake; an independent correct implementation must pass every check id of the lesson.
+
+Tests marked ``xfail(strict=True)`` describe a message we think lesson01.py should give but does
+not yet (see each ``reason``); when the check is improved they XPASS and the mark must go.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.special
+import torch
+import torch.nn.functional as F
+
+from attnlab import attend as course_attend
+from attnlab import softmax as s  # a learner importing the course's softmax under an alias
+from autograder.checks import REGISTRY, CheckFailed, check
+
+LESSON01_IDS = ("softmax.values", "softmax.stable", "softmax.hidden", "attend.values",
+                "attend.hidden", "attend.properties", "blanks.format", "blanks.answers")
+SOFTMAX_IDS = LESSON01_IDS[:3]
+ATTEND_IDS = LESSON01_IDS[3:6]
+
+
+# ------------------------------------------------------------------ a correct, independent answer
+
+
+def good_softmax(x, axis=-1):
+    """Shift by the max along `axis`, exponentiate, divide by the sum along `axis`."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def good_attend(query, keys, values):
+    weights = good_softmax(keys @ query)
+    return weights @ values, weights
+
+
+GOOD_BLANKS = {"blank_projection": "Value", "blank_normaliser": "softmax"}
+
+
+def good_object(check_id):
+    return {"softmax": good_softmax, "attend": good_attend,
+            "blanks": GOOD_BLANKS}[check_id.split(".")[0]]
+
+
+# ------------------------------------------------------------------------ wrong softmaxes
+
+
+def softmax_no_shift(x, axis=-1):
+    e = np.exp(x)  # overflows for scores near 1000
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_global_shift(x, axis=-1):
+    e = np.exp(x - x.max())  # one max for the whole array: rows far below it underflow to 0
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_ignores_axis(x, axis=-1):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_axis0(x, axis=-1):
+    e = np.exp(x - x.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def softmax_no_keepdims(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis))
+    return e / e.sum(axis=axis)
+
+
+def softmax_global_normaliser(x, axis=-1):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def softmax_axis_max_global_sum(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum()
+
+
+def softmax_in_place(x, axis=-1):
+    x -= x.max(axis=axis, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_no_exp(x, axis=-1):
+    return x / x.sum(axis=axis, keepdims=True)
+
+
+def softmax_no_exp_shifted(x, axis=-1):
+    z = x - x.max(axis=axis, keepdims=True)
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def softmax_only_exp(x, axis=-1):
+    return np.exp(x)
+
+
+def softmax_only_exp_shifted(x, axis=-1):
+    return np.exp(x - x.max(axis=axis, keepdims=True))
+
+
+def softmax_no_return(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e / e.sum(axis=axis, keepdims=True)  # noqa: B018  (the missing `return`)
+
+
+def softmax_python_list(x, axis=-1):
+    total = sum(math.exp(v) for v in x)
+    return [math.exp(v) / total for v in x]
+
+
+def softmax_scipy(x, axis=-1):
+    return scipy.special.softmax(x, axis=axis)
+
+
+def softmax_course_alias(x, axis=-1):
+    return s(x, axis)
+
+
+def softmax_torch(x, axis=-1):
+    return torch.softmax(torch.from_numpy(x), dim=axis).numpy()
+
+
+def softmax_torch_method(x, axis=-1):
+    return torch.from_numpy(x).softmax(axis).numpy()
+
+
+def softmax_torch_by_hand(x, axis=-1):
+    """Correct, in torch, from exp/amax/sum only: allowed."""
+    t = torch.from_numpy(x)
+    e = torch.exp(t - t.amax(dim=axis, keepdim=True))
+    return (e / e.sum(dim=axis, keepdim=True)).numpy()
+
+
+BUILT_IN = "an existing softmax"
+COURSE_OWN = "the course's own softmax"
+NOT_FINITE = r"contains (NaN|inf) \(scores near 1000\).*Subtract the largest score"
+
+WRONG_SOFTMAX = [
+    (softmax_no_shift, "softmax.stable", NOT_FINITE),
+    (softmax_only_exp, "softmax.stable", NOT_FINITE),
+    (softmax_ignores_axis, "softmax.values",
+     r"\(a \(3, 5\) matrix, axis=0\)\. It matches a softmax over axis 1 instead of axis 0"),
+    (softmax_ignores_axis, "softmax.hidden", "over axis 1 instead of axis 0"),
+    (softmax_axis0, "softmax.values",
+     r"\(a \(3, 5\) matrix, axis=-1\)\. It matches a softmax over axis 0 instead of axis -1"),
+    (softmax_no_keepdims, "softmax.values", "raised ValueError: operands could not be broadcast"),
+    (softmax_global_normaliser, "softmax.values", "normalised over the whole array"),
+    (softmax_global_normaliser, "softmax.hidden", "normalised over the whole array"),
+    (softmax_in_place, "softmax.values", r"changed its input \(argument 1\) in place"),
+    (softmax_in_place, "softmax.stable", r"changed its input \(argument 1\) in place"),
+    (softmax_in_place, "softmax.hidden", r"changed its input \(argument 1\) in place"),
+    (softmax_no_exp, "softmax.values", "no exponential was taken"),
+    (softmax_only_exp, "softmax.values", "never divided by their sum"),
+    (softmax_no_return, "softmax.values", r"returned None .*Did you forget `return`\?"),
+    (softmax_python_list, "softmax.values", "returned a list of 4 items"),
+    (softmax_python_list, "softmax.stable", "raised OverflowError"),
+    (softmax_axis_max_global_sum, "softmax.values", r"does not match the reference \(a \(3, 5\)"),
+    *[(fn, check_id, BUILT_IN) for fn in (softmax_scipy, softmax_torch, softmax_torch_method)
+      for check_id in SOFTMAX_IDS],
+    *[(softmax_course_alias, check_id, COURSE_OWN) for check_id in SOFTMAX_IDS],
+]
+
+
+@pytest.mark.parametrize(("fn", "check_id", "match"), WRONG_SOFTMAX,
+                         ids=[f"{fn.__name__}-{cid}" for fn, cid, _ in WRONG_SOFTMAX])
+def test_wrong_softmax_fails_with_its_message(fn, check_id, match):
+    """Does this realistic wrong softmax fail the check it breaks, with the message for it?"""
+    with pytest.raises(CheckFailed, match=match):
+        check(check_id, fn)
+
+
+@pytest.mark.parametrize("check_id", ["softmax.values", "softmax.hidden"])
+def test_unstable_softmax_loses_only_the_stability_point(check_id):
+    """Does a softmax without the max-shift still earn the values points (partial credit)?"""
+    check(check_id, softmax_no_shift)
+
+
+@pytest.mark.parametrize("check_id", SOFTMAX_IDS)
+def test_softmax_in_torch_from_basic_ops_passes(check_id):
+    """Is a correct softmax built from torch.exp / amax / sum accepted (no false alarm)?"""
+    check(check_id, softmax_torch_by_hand)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: the raw numpy broadcasting error does not say what to fix. Suggested: in "
+    "_compare_softmax, before check_outcome, if not out.forbidden and out.error_type == "
+    "'ValueError' and 'broadcast' in out.error, fail('Your softmax raised <error> (<case>). Did "
+    "you reduce without keepdims=True? x.max(axis=axis) drops that axis, so x - m cannot "
+    "broadcast: use x.max(axis=axis, keepdims=True), and the same for the sum.')"))
+def test_no_keepdims_is_named():
+    """Is a softmax that forgets keepdims=True told about keepdims?"""
+    with pytest.raises(CheckFailed, match="keepdims"):
+        check("softmax.values", softmax_no_keepdims)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: _softmax_mistakes only knows the no-exp answer WITHOUT the max-shift "
+    "(x / x.sum). Shifting first, z = x - x.max(axis, keepdims=True), then z / z.sum(...) sums "
+    "to 1 and is >= 0, so it gets the generic 'largest error ... yours -0' message. Suggested: "
+    "map the same 'no exponential' message to z / z.sum(axis=axis, keepdims=True) as well."))
+def test_no_exp_after_shift_is_named():
+    """Is a softmax that subtracts the max but forgets np.exp told it took no exponential?"""
+    with pytest.raises(CheckFailed, match="no exponential was taken"):
+        check("softmax.values", softmax_no_exp_shifted)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: the 'never divided by their sum' mistake is np.exp(x), which only matches a "
+    "learner who also skipped the max-shift. Suggested: add np.exp(x - x.max(axis, "
+    "keepdims=True)) under the same message, or test the class: if got / got.sum(axis, "
+    "keepdims=True) is close to the reference, fail with 'never divided by their sum'."))
+def test_only_exp_after_shift_is_named():
+    """Is a stable softmax that forgets to divide by the sum told so?"""
+    with pytest.raises(CheckFailed, match="never divided by their sum"):
+        check("softmax.values", softmax_only_exp_shifted)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: the whole-array mistake is exp(x)/exp(x).sum(), so a learner who shifts by "
+    "the max along axis but divides by e.sum() gets the generic message. Suggested: before "
+    "expect_close, if x.ndim > 1 and np.isclose(got.sum(), 1.0), fail with the 'normalised "
+    "over the whole array' message (a class-level test, independent of the shift)."))
+def test_axis_max_but_global_sum_is_named():
+    """Is a softmax that divides by the sum of the whole array told so, whatever its shift?"""
+    with pytest.raises(CheckFailed, match="normalised over the whole array"):
+        check("softmax.values", softmax_axis_max_global_sum)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: no stable case has rows on very different scales, so subtracting the "
+    "GLOBAL max (x - x.max()) passes softmax.stable although a row far below the max "
+    "underflows to 0/0 = NaN. Suggested: add to _stable_cases ('rows on very different "
+    "scales', np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1003.0]])); the existing "
+    "hint (x.max(axis=axis, keepdims=True)) is the right message for it."))
+def test_global_max_shift_loses_the_stability_point():
+    """Does a softmax that subtracts the max of the whole array fail the stability check?"""
+    with pytest.raises(CheckFailed, match="contains NaN"):
+        check("softmax.stable", softmax_global_shift)
+
+
+# ------------------------------------------------------------------------ wrong attends
+
+
+def attend_scaled(query, keys, values):
+    weights = good_softmax(keys @ query / np.sqrt(query.shape[-1]))
+    return weights @ values, weights
+
+
+def attend_no_softmax(query, keys, values):
+    weights = keys @ query
+    return weights @ values, weights
+
+
+def attend_output_from_keys(query, keys, values):
+    weights = good_softmax(keys @ query)
+    return weights @ keys, weights
+
+
+def attend_swapped(query, keys, values):
+    weights = good_softmax(keys @ query)
+    return weights, weights @ values
+
+
+def attend_plain_average(query, keys, values):
+    weights = good_softmax(keys @ query)
+    return values.mean(axis=0), weights
+
+
+def attend_only_output(query, keys, values):
+    return good_softmax(keys @ query) @ values
+
+
+def attend_raw_score_output(query, keys, values):
+    scores = keys @ query
+    return scores @ values, good_softmax(scores)
+
+
+def attend_query_times_keys(query, keys, values):
+    weights = good_softmax(query @ keys)  # shapes do not line up: (d,) @ (n, d)
+    return weights @ values, weights
+
+
+def attend_negated_scores(query, keys, values):
+    weights = good_softmax(-(keys @ query))  # scores read as distances
+    return weights @ values, weights
+
+
+def attend_position_bias(query, keys, values):
+    weights = good_softmax(keys @ query + np.arange(len(keys)))  # depends on key order
+    return weights @ values, weights
+
+
+def attend_hard_lookup(query, keys, values):
+    weights = good_softmax(keys @ query)
+    return values[np.argmax(weights)], weights  # the dictionary lookup of section 1
+
+
+def attend_course(query, keys, values):
+    return course_attend(query, keys, values)
+
+
+def attend_torch_sdpa(query, keys, values):
+    def as_tensor(a):
+        return torch.from_numpy(np.atleast_2d(a))
+
+    output = F.scaled_dot_product_attention(as_tensor(query), as_tensor(keys),
+                                            as_tensor(values), scale=1.0)
+    return output[0].numpy(), good_softmax(keys @ query)
+
+
+WRONG_ATTEND = [
+    (attend_scaled, "attend.values", r"divided by sqrt\(d\)\. Scaling comes in lesson 02"),
+    (attend_scaled, "attend.hidden", r"divided by sqrt\(d\)"),
+    (attend_no_softmax, "attend.values", "Its weights are the raw scores"),
+    (attend_output_from_keys, "attend.values",
+     r"Your output has shape \(2,\) but should have shape \(3,\).*weighted average of the "
+     r"value rows"),
+    (attend_swapped, "attend.properties", r"has shape \(3,\) but should have shape \(6,\)"),
+    (attend_plain_average, "attend.values", "plain average of the values"),
+    (attend_plain_average, "attend.hidden", "plain average of the values"),
+    (attend_only_output, "attend.values",
+     r"should return a pair `\(output, weights\)`, but returned a single array of shape \(3,\)"),
+    (attend_only_output, "attend.properties", "should return a pair"),
+    (attend_raw_score_output, "attend.values", "weighted by the raw scores"),
+    (attend_query_times_keys, "attend.values", "Your attend raised ValueError: matmul"),
+    (attend_negated_scores, "attend.properties",
+     "should give key 2 the largest weight, but yours gives it to key 5"),
+    (attend_position_bias, "attend.properties", "Does your code depend on the order of the keys"),
+    *[(attend_course, check_id, "calls the course's own attend") for check_id in ATTEND_IDS],
+]
+
+
+@pytest.mark.parametrize(("fn", "check_id", "match"), WRONG_ATTEND,
+                         ids=[f"{fn.__name__}-{cid}" for fn, cid, _ in WRONG_ATTEND])
+def test_wrong_attend_fails_with_its_message(fn, check_id, match):
+    """Does this realistic wrong attend fail the check it breaks, with the message for it?"""
+    with pytest.raises(CheckFailed, match=match):
+        check(check_id, fn)
+
+
+def test_scaled_attend_still_behaves_like_retrieval():
+    """Does an attend scaled by 1/sqrt(d) keep the retrieval-property point (partial credit)?"""
+    check("attend.properties", attend_scaled)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: returning (weights, output) gets 'Your weights does not match the reference: "
+    "largest error 3.8 ... They sum to 10, not 1', which never says the pair is reversed. "
+    "Suggested: in _compare_attend, right after unpack_pair, if w.shape == want_out.shape and "
+    "out.shape == want_w.shape and close(w, want_out) and close(out, want_w): fail('It looks "
+    "like you returned (weights, output): return (output, weights), output first.')"))
+def test_swapped_pair_is_named():
+    """Is an attend that returns (weights, output) told the pair is the wrong way round?"""
+    with pytest.raises(CheckFailed, match=r"returned \(weights, output\)"):
+        check("attend.values", attend_swapped)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: returning values[argmax(weights)] (the hard lookup of section 1) gets the "
+    "generic 'largest error 5.78 ... yours 10, expected 4.22'. Suggested: add to "
+    "_attend_mistakes: 'It looks like the output is the single best-matching value row (a hard "
+    "lookup). Attention returns the weighted average of all the values: `weights @ values`.': "
+    "V[np.argmax(w)]."))
+def test_hard_lookup_is_named():
+    """Is an attend that returns only the best-matching value told it did a hard lookup?"""
+    with pytest.raises(CheckFailed, match="hard lookup"):
+        check("attend.values", attend_hard_lookup)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: _attend_guard() is Guard((), [ref_attend]) without the 'attention' family, "
+    "so an attend whose output comes from F.scaled_dot_product_attention passes every attend "
+    "check. Suggested: Guard(['attention'], [(..., ref_attend)]) (the brief's grading pattern)."))
+def test_torch_built_in_attention_is_caught():
+    """Is an attend that gets its output from F.scaled_dot_product_attention caught?"""
+    with pytest.raises(CheckFailed, match="PyTorch's built-in attention"):
+        check("attend.values", attend_torch_sdpa)
+
+
+# ------------------------------------------------------------------------ blanks
+
+
+@pytest.mark.parametrize(("projection", "normaliser"), [
+    ("  VALUE ", "soft-max"),
+    ("Values", "Soft Max."),
+    ("value", "'softmax'"),
+    ("v", "Softmax()"),
+])
+def test_tolerant_blanks_pass(projection, normaliser):
+    """Are answers that differ only in case, spacing, plural, quotes or hyphens accepted?"""
+    answers = {"blank_projection": projection, "blank_normaliser": normaliser}
+    check("blanks.format", answers)
+    check("blanks.answers", answers)
+
+
+WRONG_BLANKS = [
+    ({"blank_projection": "key", "blank_normaliser": "softmax"}, "blanks.answers",
+     r"`blank_projection` = 'key' is not the word we are looking for"),
+    ({"blank_projection": "value", "blank_normaliser": "sigmoid"}, "blanks.answers",
+     r"`blank_normaliser` = 'sigmoid' is not the word"),
+    ({"blank_projection": ["value"], "blank_normaliser": "softmax"}, "blanks.format",
+     r"`blank_projection` should be a string in quotes.*\(it is list\)"),
+    ({"blank_projection": 3, "blank_normaliser": "softmax"}, "blanks.answers",
+     r"should be a string in quotes.*\(it is int\)"),
+    ({"blank_projection": "value", "blank_normaliser": ""}, "blanks.format",
+     "`blank_normaliser` is empty"),
+    ({"blank_projection": "   ", "blank_normaliser": "softmax"}, "blanks.answers",
+     "`blank_projection` is empty"),
+]
+
+
+@pytest.mark.parametrize(("answers", "check_id", "match"), WRONG_BLANKS,
+                         ids=[f"{a['blank_projection']!r}-{a['blank_normaliser']!r}-{c}"
+                              for a, c, _ in WRONG_BLANKS])
+def test_wrong_blanks_fail_with_their_message(answers, check_id, match):
+    """Is a wrong word, a non-string or an empty answer told exactly that?"""
+    with pytest.raises(CheckFailed, match=match):
+        check(check_id, answers)
+
+
+def test_wrong_word_keeps_the_format_point():
+    """Does a wrong but well-formed word still earn blanks.format?"""
+    check("blanks.format", {"blank_projection": "key", "blank_normaliser": "softmax"})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "lesson01.py: in the release the answer cell raises NotImplementedError, so the names are "
+    "undefined and _record_blanks records type 'NoneType': the learner reads '(it is "
+    "NoneType)'. Suggested: record a missing name as '<undefined>' (name not in answers) and "
+    "fail with '`blank_projection` is not defined yet: write blank_projection = \"word\" in the "
+    "answer cell and run it.'"))
+def test_missing_blank_is_named():
+    """Is a learner who has not run the answer cell told the name is not defined yet?"""
+    with pytest.raises(CheckFailed, match="not defined"):
+        check("blanks.format", {"blank_normaliser": "softmax"})
+
+
+# ------------------------------------------------------------------------ the correct answer
+
+
+def test_lesson01_registers_its_check_ids():
+    """Are all eight of lesson 01's check ids registered?"""
+    assert set(LESSON01_IDS) <= set(REGISTRY)
+
+
+@pytest.mark.parametrize("check_id", LESSON01_IDS)
+def test_correct_answer_passes(check_id, capsys):
+    """Does an independent correct implementation pass this check, and say so?"""
+    check(check_id, good_object(check_id))
+    assert capsys.readouterr().out.startswith("\u2713")

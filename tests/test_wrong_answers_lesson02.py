@@ -1,0 +1,305 @@
+"""Lesson 02's checks against realistic wrong answers: each must fail with its own message."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.reference import SelfAttention as RefSelfAttention
+from autograder.reference import scaled_dot_product_attention as ref_sdpa
+
+SDPA_IDS = ("sdpa.values", "sdpa.hidden", "sdpa.mask", "sdpa.mask_hidden", "sdpa.properties")
+HEAD_IDS = ("selfattn.layout", "selfattn.values", "selfattn.hidden", "selfattn.grad",
+            "selfattn.mask")
+
+
+def run_quiet(check_id, obj):
+    REGISTRY[check_id].compare(REGISTRY[check_id].record(obj))
+
+
+# ------------------------------------------------------------------ scaled_dot_product_attention
+
+
+def sdpa(q, k, v, mask=None):
+    """The solution notebook's logic, written out independently."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., Lq, Lk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
+    return weights @ v, weights
+
+
+def sdpa_where(q, k, v, mask=None):
+    """Another correct way: torch.where, an explicit max-subtracted softmax, mT."""
+    scores = (q @ k.mT) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = torch.where(mask, scores, torch.tensor(-1e9))
+    e = torch.exp(scores - scores.amax(-1, keepdim=True))
+    weights = e / e.sum(-1, keepdim=True)
+    return weights @ v, weights
+
+
+def no_scale(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(scores, dim=-1)
+    return w @ v, w
+
+
+def by_d_k(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(-2, -1) / q.size(-1), dim=-1)
+    return w @ v, w
+
+
+def by_d_v(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(v.size(-1)), dim=-1)
+    return w @ v, w
+
+
+def query_axis(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-2)
+    return w @ v, w
+
+
+def keys_out(q, k, v, mask=None):
+    out, w = sdpa(q, k, v, mask)
+    return w @ k, w
+
+
+def k_dot_T(q, k, v, mask=None):
+    w = torch.softmax(q @ k.T / math.sqrt(q.size(-1)), dim=-1)
+    return w @ v, w
+
+
+def fixed_transpose(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.size(-1)), dim=-1)
+    return w @ v, w
+
+
+def mask_after(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
+    if mask is not None:
+        w = w.masked_fill(~mask, 0.0)
+    return w @ v, w
+
+
+def mask_inverted(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf"))
+    w = torch.softmax(scores, dim=-1)
+    return w @ v, w
+
+
+def mask_multiplied(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores * mask
+    w = torch.softmax(scores, dim=-1)
+    return w @ v, w
+
+
+def mask_ignored(q, k, v, mask=None):
+    return sdpa(q, k, v)
+
+
+def naive_exp(q, k, v, mask=None):
+    e = torch.exp(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)))
+    w = e / e.sum(-1, keepdim=True)
+    return w @ v, w
+
+
+def builtin(q, k, v, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+
+
+def course_own(q, k, v, mask=None):
+    return ref_sdpa(q, k, v, mask)
+
+
+def untouched(q, k, v, mask=None):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("fn", [sdpa, sdpa_where])
+def test_correct_sdpa_passes(fn):
+    """Does a correct scaled_dot_product_attention pass every sdpa check?"""
+    for check_id in SDPA_IDS:
+        run_quiet(check_id, fn)
+
+
+@pytest.mark.parametrize("fn, check_id, message", [
+    (no_scale, "sdpa.values", r"without the 1/sqrt\(d_k\)"),
+    (by_d_k, "sdpa.values", r"divided by d_k instead of sqrt\(d_k\)"),
+    (by_d_v, "sdpa.values", r"sqrt\(d_v\)"),
+    (query_axis, "sdpa.values", r"query axis \(dim=-2\)"),
+    (keys_out, "sdpa.values", r"weights @ v"),
+    (keys_out, "sdpa.hidden", r"matches weights @ k"),
+    (k_dot_T, "sdpa.values", r"k\.transpose\(-2, -1\)"),
+    (fixed_transpose, "sdpa.values", r"k\.transpose\(-2, -1\)"),
+    (mask_after, "sdpa.mask", r"mask was applied after the softmax"),
+    (mask_inverted, "sdpa.mask", r"mask inverted"),
+    (mask_multiplied, "sdpa.mask", r"multiplied by the mask"),
+    (mask_ignored, "sdpa.mask", r"not exactly 0 where the mask is False"),
+    (naive_exp, "sdpa.properties", r"subtracts each row's maximum"),
+    (builtin, "sdpa.values", r"calls PyTorch's built-in attention"),
+    (course_own, "sdpa.values", r"calls the course's own attention"),
+    (untouched, "sdpa.values", r"not written yet"),
+])
+def test_sdpa_mistake_gets_its_message(fn, check_id, message):
+    """Does each catalogued mistake fail its check with the message meant for it?"""
+    with pytest.raises(CheckFailed, match=message):
+        check(check_id, fn)
+
+
+def test_mask_mistakes_keep_the_value_points():
+    """Does a mask mistake still pass the unmasked value checks (partial credit)?"""
+    for fn in (mask_after, mask_inverted, mask_multiplied):
+        run_quiet("sdpa.values", fn)
+        run_quiet("sdpa.hidden", fn)
+
+
+# --------------------------------------------------------------------------------- SelfAttention
+
+
+class Head(nn.Module):
+    """A correct head built on the correct function above."""
+
+    def __init__(self, d_model, d_k):
+        super().__init__()
+        self.W_q = nn.Linear(d_model, d_k, bias=False)
+        self.W_k = nn.Linear(d_model, d_k, bias=False)
+        self.W_v = nn.Linear(d_model, d_k, bias=False)
+
+    def forward(self, x, mask=None):
+        return sdpa(self.W_q(x), self.W_k(x), self.W_v(x), mask)
+
+
+class BiasHead(Head):
+    def __init__(self, d_model, d_k):
+        nn.Module.__init__(self)
+        self.W_q, self.W_k, self.W_v = (nn.Linear(d_model, d_k) for _ in range(3))
+
+
+class SwappedLinear(Head):
+    def __init__(self, d_model, d_k):
+        nn.Module.__init__(self)
+        self.W_q, self.W_k, self.W_v = (nn.Linear(d_k, d_model, bias=False) for _ in range(3))
+
+    def forward(self, x, mask=None):
+        return sdpa(x @ self.W_q.weight, x @ self.W_k.weight, x @ self.W_v.weight, mask)
+
+
+class RenamedHead(Head):
+    def __init__(self, d_model, d_k):
+        nn.Module.__init__(self)
+        self.query, self.key, self.value = (nn.Linear(d_model, d_k, bias=False)
+                                            for _ in range(3))
+
+    def forward(self, x, mask=None):
+        return sdpa(self.query(x), self.key(x), self.value(x), mask)
+
+
+class ModelScaleHead(Head):
+    def forward(self, x, mask=None):
+        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(x.size(-1))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        w = torch.softmax(scores, dim=-1)
+        return w @ v, w
+
+
+class NoValueHead(Head):
+    def forward(self, x, mask=None):
+        return sdpa(self.W_q(x), self.W_k(x), x, mask)
+
+
+class MaskDroppingHead(Head):
+    def forward(self, x, mask=None):
+        return sdpa(self.W_q(x), self.W_k(x), self.W_v(x))
+
+
+class DetachedHead(Head):
+    def forward(self, x, mask=None):
+        with torch.no_grad():
+            return super().forward(x, mask)
+
+
+class BuiltinHead(Head):
+    def __init__(self, d_model, d_k):
+        super().__init__(d_model, d_k)
+        self.mha = nn.MultiheadAttention(d_k, 1, bias=False, batch_first=True)
+
+    def forward(self, x, mask=None):
+        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)
+        return self.mha(q, k, v, attn_mask=None if mask is None else ~mask)
+
+
+class UntouchedHead(nn.Module):
+    def __init__(self, d_model, d_k):
+        super().__init__()
+        raise NotImplementedError()
+
+
+class NoSuperHead(Head):
+    def __init__(self, d_model, d_k):
+        self.W_q = nn.Linear(d_model, d_k, bias=False)
+
+
+def test_correct_head_passes():
+    """Does a correct SelfAttention pass every head check?"""
+    for check_id in HEAD_IDS:
+        run_quiet(check_id, Head)
+
+
+@pytest.mark.parametrize("cls, check_id, message", [
+    (BiasHead, "selfattn.layout", r"has a bias"),
+    (SwappedLinear, "selfattn.layout", r"Did you write nn\.Linear\(d_k, d_model\)"),
+    (SwappedLinear, "selfattn.values", r"Did you write nn\.Linear\(d_k, d_model\)"),
+    (RenamedHead, "selfattn.layout", r"no attribute `W_q`"),
+    (ModelScaleHead, "selfattn.values", r"divided by sqrt\(d_model\)"),
+    (NoValueHead, "selfattn.values", r"did you forget self\.W_v\(x\)"),
+    (NoValueHead, "selfattn.hidden", r"values that are x itself"),
+    (MaskDroppingHead, "selfattn.mask", r"ignores its mask"),
+    (DetachedHead, "selfattn.grad", r"stays differentiable"),
+    (BuiltinHead, "selfattn.values", r"calls PyTorch's built-in attention"),
+    (RefSelfAttention, "selfattn.values", r"calls the course's own SelfAttention"),
+    (UntouchedHead, "selfattn.layout", r"not written yet"),
+    (NoSuperHead, "selfattn.layout", r"super\(\)\.__init__\(\)"),
+])
+def test_head_mistake_gets_its_message(cls, check_id, message):
+    """Does each catalogued SelfAttention mistake fail with the message meant for it?"""
+    with pytest.raises(CheckFailed, match=message):
+        check(check_id, cls)
+
+
+def test_bias_costs_only_the_layout_point():
+    """Does a head with biases still earn the value points (their bias is zeroed)?"""
+    for check_id in ("selfattn.values", "selfattn.hidden", "selfattn.mask", "selfattn.grad"):
+        run_quiet(check_id, BiasHead)
+
+
+def test_head_on_a_wrong_sdpa_names_the_function():
+    """Is a head built on an unscaled function sent back to that function?"""
+
+    class Unscaled(Head):
+        def forward(self, x, mask=None):
+            return no_scale(self.W_q(x), self.W_k(x), self.W_v(x), mask)
+
+    with pytest.raises(CheckFailed, match=r"calls your scaled_dot_product_attention"):
+        check("selfattn.values", Unscaled)
+
+
+def test_checks_leave_the_global_stream_alone():
+    """Do the checks leave torch's global random stream where they found it?"""
+    state = torch.random.get_rng_state()
+    run_quiet("selfattn.values", Head)
+    run_quiet("sdpa.values", sdpa)
+    assert torch.equal(state, torch.random.get_rng_state())
