@@ -24,7 +24,7 @@ class CourseError(Exception):
     """A problem the user can fix, reported as one line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Lesson:
     name: str  # "01_attention_as_retrieval": folder, notebook and nbgrader assignment id
 

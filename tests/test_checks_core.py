@@ -1,8 +1,5 @@
 """The checks machinery (autograder/checks/_core.py): recording learner calls, catching forbidden
 implementations, converting outputs to plain data, and turning comparisons into messages.
-
-Tests marked ``xfail(strict=True)`` describe behaviour we think _core.py should have but does not
-yet (see each ``reason``); when _core.py is fixed they XPASS and the mark must go.
 """
 
 from __future__ import annotations
@@ -140,12 +137,6 @@ def test_numpy_nan_changed_to_zero_is_recorded():
     assert call(clean, np.array([np.nan, 1.0])).mutated == ["argument 1"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_core._changed compares tensors with torch.equal(torch.nan_to_num(before), "
-    "torch.nan_to_num(after)), so NaN -> 0.0 (and inf -> finfo.max) in place is invisible; the "
-    "numpy branch (array_equal(equal_nan=True)) sees it. Suggested: for floating tensors use "
-    "`before.shape == after.shape and bool(((before == after) | (before.isnan() & "
-    "after.isnan())).all())`, torch.equal otherwise."))
 def test_tensor_nan_changed_to_zero_is_recorded():
     """Is replacing a NaN in a tensor argument in place recorded, as it is for numpy?"""
     def clean(x):
@@ -337,13 +328,6 @@ def test_no_profiler_stays_no_profiler():
     assert sys.getprofile() is previous
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_core.Guard.__exit__ restores with sys.setprofile(previous), which cannot reinstall a "
-    "C-level profiler: under cProfile (%prun check(...)) sys.getprofile() is the Profile "
-    "object, setprofile(profile) makes it a non-callable Python hook that is dropped, and "
-    "profiling silently stops. Suggested: in __exit__, `if self._previous is not None and not "
-    "callable(self._previous) and hasattr(self._previous, 'enable'): self._previous.enable()` "
-    "(cProfile.Profile re-installs itself), else sys.setprofile(self._previous)."))
 def test_cprofile_is_restored_after_call():
     """Is a running cProfile profiler still running after a guarded call?"""
     profiler = cProfile.Profile()
@@ -502,10 +486,6 @@ def test_expect_close_treats_nan_as_the_largest_error():
         expect_close(np.array([0.1, 0.2, np.nan]), WANT, "Yours")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_core.expect_close builds f'largest error {err:.3g} {detail}.' and detail is empty for a "
-    "0-d array, so a scalar reads 'largest error 1 .'. Suggested: "
-    "f'largest error {err:.3g}{\" \" + detail if detail else \"\"}.'"))
 def test_expect_close_scalar_message_has_no_stray_space():
     """Does a wrong scalar read cleanly ('largest error 1.'), without a stray space?"""
     with pytest.raises(CheckFailed, match=r"largest error 1\.$"):

@@ -114,12 +114,12 @@ def _changed(before: Any, after: Any) -> bool:
         return False
     if isinstance(before, np.ndarray):
         return before.shape != after.shape or not np.array_equal(before, after, equal_nan=True)
-    import torch
-
     after = after.detach()
-    return before.shape != after.shape or not torch.equal(
-        torch.nan_to_num(before), torch.nan_to_num(after)
-    )
+    if before.shape != after.shape or before.dtype != after.dtype:
+        return True
+    if before.is_floating_point() or before.is_complex():
+        return not bool(((before == after) | (before.isnan() & after.isnan())).all())
+    return not bool((before == after).all())
 
 
 # -------------------------------------------------------------- forbidden implementations
@@ -213,7 +213,11 @@ class Guard:
         return self
 
     def __exit__(self, *exc) -> None:
-        sys.setprofile(self._previous)
+        previous = self._previous
+        if previous is not None and not callable(previous) and hasattr(previous, "enable"):
+            previous.enable()  # a cProfile.Profile (e.g. %prun) was running: resume it
+        else:
+            sys.setprofile(previous)
 
 
 def call(fn: Callable, *args: Any, guard: Guard | None = None, **kwargs: Any) -> Outcome:
@@ -256,7 +260,11 @@ def check_outcome(out: Outcome, what: str, case: str = "") -> Any:
         fail(f"{what} is not written yet: it still raises NotImplementedError. Replace "
              f"`raise NotImplementedError()` with your code.")
     if out.error:
-        fail(f"{what} raised {out.error}{where}.")
+        hint = ""
+        if "broadcast" in out.error:
+            hint = (" The shapes did not line up: did you reduce (max, sum) without "
+                    "keepdims=True, or transpose the wrong axes?")
+        fail(f"{what} raised {out.error}{where}.{hint}")
     if out.mutated:
         fail(f"{what} changed its input ({', '.join(out.mutated)}) in place{where}. Work on "
              f"new arrays (e.g. `x - m`, not `x -= m`) so the caller's data stays intact.")
@@ -330,8 +338,8 @@ def expect_close(got: np.ndarray, want: np.ndarray, what: str, case: str = "",
                  f"{message}")
     err, idx = max_error(got, want)
     where = f" ({case})" if case else ""
-    detail = f"at index {idx}: yours {got[idx]:.6g}, expected {want[idx]:.6g}" if idx else ""
-    fail(f"{what} does not match the reference{where}: largest error {err:.3g} {detail}."
+    detail = f" at index {idx}: yours {got[idx]:.6g}, expected {want[idx]:.6g}" if idx else ""
+    fail(f"{what} does not match the reference{where}: largest error {err:.3g}{detail}."
          f"{(' ' + hint) if hint else ''}")
 
 

@@ -50,14 +50,20 @@ def _softmax_cases(hidden: bool) -> list[tuple[str, np.ndarray, int]]:
 
 def _softmax_mistakes(x: np.ndarray, axis: int) -> dict[str, np.ndarray]:
     other = 0 if (axis % x.ndim) != 0 else x.ndim - 1
-    mistakes = {
-        "It looks like no exponential was taken: the scores were divided by their sum "
-        "directly. Apply np.exp first.": x / x.sum(axis=axis, keepdims=True),
-        "The exponentials are right but were never divided by their sum, so the weights do "
-        "not sum to one.": np.exp(x),
-        "It looks like you normalised over the whole array instead of one axis: use "
-        "`sum(axis=axis, keepdims=True)`.": np.exp(x) / np.exp(x).sum(),
-    }
+    z = x - x.max(axis=axis, keepdims=True)
+    no_exp = "It looks like no exponential was taken: the scores were divided by their sum " \
+             "directly. Apply np.exp first."
+    no_sum = "The exponentials are right but were never divided by their sum, so the weights " \
+             "do not sum to one."
+    with np.errstate(all="ignore"):
+        mistakes = {
+            no_exp: x / x.sum(axis=axis, keepdims=True),
+            no_exp + " ": z / z.sum(axis=axis, keepdims=True),
+            no_sum: np.exp(x),
+            no_sum + " ": np.exp(z),
+            "It looks like you normalised over the whole array instead of one axis: use "
+            "`sum(axis=axis, keepdims=True)`.": np.exp(x) / np.exp(x).sum(),
+        }
     if x.ndim > 1:
         mistakes[f"It matches a softmax over axis {other} instead of axis {axis}. Use the "
                  "`axis` argument in both the max and the sum."] = ref_softmax(x, axis=other)
@@ -80,6 +86,10 @@ def _compare_softmax(hidden: bool):
                          hint="A softmax keeps the shape of its input.")
             expect_finite(got, "Your softmax's output", desc)
             sums = got.sum(axis=axis)
+            if x.ndim > 1 and x.size > x.shape[axis] and np.isclose(got.sum(), 1.0):
+                fail(f"Your softmax's weights sum to one over the whole array ({desc}): it "
+                     f"looks like you normalised over the whole array, not along axis {axis}. "
+                     "Use `sum(axis=axis, keepdims=True)`.")
             if not np.allclose(sums, 1.0, atol=1e-5):
                 expect_close(got, want, "Your softmax", desc, _softmax_mistakes(x, axis),
                              hint=f"Along axis {axis} your weights sum to "
@@ -97,6 +107,8 @@ def _stable_cases() -> list[tuple[str, np.ndarray]]:
         ("scores near 1000", np.array([1000.0, 1001.0, 1002.0])),
         ("scores near -1000", np.array([-1000.0, -1001.0, -1003.0])),
         ("a (2, 6) matrix scaled by 500", rng.normal(size=(2, 6)) * 500),
+        ("rows near 1000 and near -1000", np.array([[1000.0, 1001.0, 1002.0],
+                                                    [-1000.0, -1001.0, -1003.0]])),
     ]
 
 
@@ -110,8 +122,9 @@ def _compare_stable(rec: dict) -> None:
         expect_shape(got, x.shape, "Your softmax's output", desc)
         expect_finite(got, "Your softmax's output", desc,
                       hint="np.exp(1000) overflows to inf. Subtract the largest score "
-                           "(x.max(axis=axis, keepdims=True)) before exponentiating; softmax "
-                           "does not change when a constant is subtracted.")
+                           "of each row (x.max(axis=axis, keepdims=True)) before "
+                           "exponentiating; softmax does not change when a constant is "
+                           "subtracted.")
         expect_close(got, ref_softmax(x), "Your softmax", desc)
 
 
@@ -126,7 +139,8 @@ register("softmax.hidden", "softmax: more shapes and axes", _record_softmax(True
 
 
 def _attend_guard() -> Guard:
-    return Guard((), [("the course's own attend (attnlab / autograder.reference)", ref_attend)])
+    return Guard(["attention"],
+                 [("the course's own attend (attnlab / autograder.reference)", ref_attend)])
 
 
 def _attend_cases(hidden: bool) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -158,6 +172,8 @@ def _attend_mistakes(q, K, V) -> dict[str, np.ndarray]:
             V.mean(axis=0),
         "It looks like the output sums the values weighted by the raw scores; use the "
         "softmax weights.": scores @ V,
+        "It looks like a hard lookup: the output is the single best value row. Attention "
+        "returns the weighted average of all of them, `weights @ values`.": V[np.argmax(w)],
     }
 
 
@@ -174,16 +190,20 @@ def _compare_attend(hidden: bool):
             value = check_outcome(rec[desc], "Your attend", desc)
             out, w = unpack_pair(value, "Your attend", case=desc)
             want_out, want_w = ref_attend(q, K, V)
-            expect_shape(w, want_w.shape, "Your weights", desc,
+            if w.shape == want_out.shape and out.shape == want_w.shape and \
+                    close(out, want_w) and close(w, want_out):
+                fail("It looks like you returned (weights, output): return them as "
+                     "`(output, weights)`, output first.")
+            expect_shape(w, want_w.shape, "Your weight vector", desc,
                          hint="There is one weight per key: shape (n_keys,).")
-            expect_finite(w, "Your weights", desc,
+            expect_finite(w, "Your weight vector", desc,
                           hint="Large scores overflow np.exp: use your stable softmax.")
             if not np.isclose(w.sum(), 1.0, atol=1e-5):
                 mistakes = _attend_mistakes(q, K, V)
-                expect_close(w, want_w, "Your weights", desc, {
+                expect_close(w, want_w, "Your weight vector", desc, {
                     k: v for k, v in mistakes.items() if v is not None and v.shape == w.shape},
                     hint=f"They sum to {w.sum():.3g}, not 1.")
-            expect_close(w, want_w, "Your weights", desc, {
+            expect_close(w, want_w, "Your weight vector", desc, {
                 k: v for k, v in _attend_mistakes(q, K, V).items()
                 if v is not None and v.shape == w.shape})
             expect_shape(out, want_out.shape, "Your output", desc,
@@ -214,11 +234,11 @@ def _compare_attend_properties(rec: dict) -> None:
     perm = _property_case()[3]
     out, w = unpack_pair(check_outcome(rec["sharp"], "Your attend"), "Your attend")
     out_p, w_p = unpack_pair(check_outcome(rec["permuted"], "Your attend"), "Your attend")
-    expect_shape(w, (6,), "Your weights")
+    expect_shape(w, (6,), "Your weight vector")
     if int(np.argmax(w)) != 2:
         fail("A query that points straight at key 2 should give key 2 the largest weight, but "
              f"yours gives it to key {int(np.argmax(w))}.")
-    expect_shape(w_p, (6,), "Your weights")
+    expect_shape(w_p, (6,), "Your weight vector")
     if not close(w_p, w[perm]) or not close(out_p, out):
         fail("Shuffling the (key, value) pairs together should shuffle the weights the same "
              "way and leave the output unchanged; yours does not. Does your code depend on the "
@@ -252,11 +272,15 @@ def normalise_answer(text: str) -> str:
 def _record_blanks(answers: dict) -> dict:
     return {name: (answers.get(name) if isinstance(answers.get(name), str)
                    else repr(answers.get(name))) for name in BLANKS} | {
-        "_types": {name: type(answers.get(name)).__name__ for name in BLANKS}}
+        "_types": {name: type(answers[name]).__name__ if name in answers else None
+                   for name in BLANKS}}
 
 
 def _compare_blanks_format(rec: dict) -> None:
     for name in BLANKS:
+        if rec["_types"][name] is None:
+            fail(f"`{name}` is not defined yet: write `{name} = \"your answer\"` in the "
+                 "answer cell and run it.")
         if rec["_types"][name] != "str":
             fail(f"`{name}` should be a string in quotes, e.g. {name} = \"word\" (it is "
                  f"{rec['_types'][name]}).")
