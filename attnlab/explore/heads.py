@@ -1,4 +1,4 @@
-"""Lesson 03: pictures of split/merge, a hand-built model whose heads specialise, a head selector."""
+"""Lesson 03: pictures of split/merge, a hand-built model with specialised heads, a head menu."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def _compare_split(hidden: bool):
                            "Your split_heads", desc)
             want = _np(ref_split(x, H))
             B, L, D = x.shape
-            expect_shape(got, want.shape, "Your split_heads's result", desc,
+            expect_shape(got, want.shape, "The result of your split_heads", desc,
                          hint=_split_shape_hint(tuple(got.shape), B, L, H, D // H))
             expect_close(got, want, "Your split_heads", desc, _split_mistakes(x, H),
                          atol=0, rtol=0)
@@ -186,7 +186,8 @@ VIEW_HINT = ("`.view()` needs a contiguous tensor, and a transposed tensor is no
 
 def _check_view_error(out: Outcome, what: str, desc: str) -> None:
     if out.error and "view" in out.error and ("stride" in out.error or "contiguous" in out.error):
-        fail(f"{what} raised a RuntimeError ({desc}): {VIEW_HINT}")
+        also = " (Look at your merge_heads.)" if what == MHA else ""
+        fail(f"{what} raised a RuntimeError ({desc}): {VIEW_HINT}{also}")
 
 
 def _record_merge(hidden: bool):
@@ -203,7 +204,7 @@ def _compare_merge(hidden: bool):
             got = as_array(check_outcome(rec[desc], "Your merge_heads", desc),
                            "Your merge_heads", desc)
             want = _np(ref_merge(y))
-            expect_shape(got, want.shape, "Your merge_heads's result", desc,
+            expect_shape(got, want.shape, "The result of your merge_heads", desc,
                          hint=_merge_shape_hint(tuple(got.shape), *y.shape))
             expect_close(got, want, "Your merge_heads", desc, _merge_mistakes(y),
                          atol=0, rtol=0)
@@ -372,6 +373,8 @@ def _variant(case: MhaCase, *, scale: str = "d_head", out_proj: bool = True,
         qh, kh, vh = q[:, None], k[:, None], v[:, None]  # (B, 1, L, d_model)
     elif heads == "interleaved":
         qh, kh, vh = (t.unflatten(-1, (dh, H)).permute(0, 3, 1, 2) for t in (q, k, v))
+    elif heads == "bare_view":
+        qh, kh, vh = (t.reshape(t.size(0), H, t.size(1), dh) for t in (q, k, v))
     else:
         qh, kh, vh = (ref_split(t, H) for t in (q, k, v))
     s = {"d_head": math.sqrt(dh), "d_model": math.sqrt(d), "none": 1.0,
@@ -386,6 +389,8 @@ def _variant(case: MhaCase, *, scale: str = "d_head", out_proj: bool = True,
         merged, w = o[:, 0], w[:, 0]
     elif heads == "interleaved":
         merged = o.permute(0, 2, 3, 1).flatten(-2)
+    elif heads == "bare_view":
+        merged = o.reshape(o.size(0), o.size(2), d)
     else:
         merged = ref_merge(o)
     out = lin("out_proj", merged) if out_proj else merged
@@ -412,6 +417,10 @@ def _output_mistakes(case: MhaCase) -> dict[str, np.ndarray]:
         "It matches heads built from interleaved features (head h gets features h, h+H, ...). "
         "Use split_heads and merge_heads so that head h gets the block h*d_head ... "
         "(h+1)*d_head - 1.": _variant(case, heads="interleaved")[0],
+        "It matches heads made with a bare `view(B, H, L, d_head)` (no transpose), which "
+        "hands each head whole tokens instead of a slice of every token. Split with "
+        "view(B, L, H, d_head) then transpose(1, 2), and merge the same way back.":
+            _variant(case, heads="bare_view")[0],
         "It matches a softmax over the query axis (-2). Normalise over the keys (dim=-1).":
             _variant(case, softmax_dim=-2)[0],
     }
@@ -436,6 +445,10 @@ def _weight_mistakes(case: MhaCase) -> dict[str, np.ndarray]:
         "It matches heads built from interleaved features (head h gets features h, h+H, ...). "
         "Use split_heads so that head h gets the block h*d_head ... (h+1)*d_head - 1.":
             _variant(case, heads="interleaved")[1],
+        "It matches heads made with a bare `view(B, H, L, d_head)` (no transpose), which "
+        "hands each head whole tokens instead of a slice of every token. Split with "
+        "view(B, L, H, d_head) then transpose(1, 2), and merge the same way back.":
+            _variant(case, heads="bare_view")[1],
         "It matches a softmax over the query axis (-2). Normalise over the keys (dim=-1).":
             _variant(case, softmax_dim=-2)[1],
     }
@@ -527,7 +540,9 @@ def _check_built(info: dict, case: MhaCase, with_bias_arg: bool) -> None:
     check_outcome(info["construct"], built)
     fwd = info["forward"]
     if fwd is not None and fwd.forbidden:
-        check_outcome(fwd, MHA)
+        fail(f"{MHA} calls {fwd.forbidden[0]}. This exercise asks you to build it yourself "
+             "from nn.Linear, your split_heads and merge_heads, and lesson 02's "
+             "scaled_dot_product_attention (from attnlab) or torch.softmax.")
     d = case.d_model
     for name in NAMES:
         seen = info["attrs"][name]
@@ -584,10 +599,11 @@ def _output_shape_hint(got: np.ndarray, case: MhaCase) -> str:
 
 def _compare_one(info: dict, case: MhaCase, with_bias_arg: bool, values: bool = True) -> None:
     _check_built(info, case, with_bias_arg)
+    _check_view_error(info["forward"], MHA, case.desc)
     out, w = unpack_pair(check_outcome(info["forward"], MHA, case.desc), MHA, case=case.desc)
     want_out, want_w = _reference(case)
     if w.shape != want_w.shape:
-        expect_shape(w, want_w.shape, "Your weights", case.desc,
+        expect_shape(w, want_w.shape, "Your weight tensor", case.desc,
                      hint=_weights_shape_hint(w, case))
     if out.shape != want_out.shape:
         expect_shape(out, want_out.shape, "Your output", case.desc,
@@ -595,15 +611,15 @@ def _compare_one(info: dict, case: MhaCase, with_bias_arg: bool, values: bool = 
     if not values:
         return
     _check_mask(w, case)
-    expect_finite(w, "Your weights", case.desc,
+    expect_finite(w, "Your weight tensor", case.desc,
                   hint="Did a whole row of scores become -inf? Check how you use the mask."
                   if case.mask else "")
     sums = w.sum(axis=-1)
     if not np.allclose(sums, 1.0, atol=1e-4):
-        expect_close(w, want_w, "Your weights", case.desc, _weight_mistakes(case),
+        expect_close(w, want_w, "Your weight tensor", case.desc, _weight_mistakes(case),
                      hint=f"Each head's rows should sum to 1 over the keys, but yours sum to "
                           f"{np.round(sums.ravel()[:3], 3).tolist()}...")
-    expect_close(w, want_w, "Your weights", case.desc, _weight_mistakes(case), atol=1e-5)
+    expect_close(w, want_w, "Your weight tensor", case.desc, _weight_mistakes(case), atol=1e-5)
     expect_finite(out, "Your output", case.desc)
     expect_close(out, want_out, "Your output", case.desc, _output_mistakes(case), atol=2e-5)
 
@@ -734,13 +750,14 @@ def _record_properties(cls) -> dict:
 def _compare_properties(rec: dict) -> None:
     case = PROP_CASE
     _check_built(rec, case, with_bias_arg=False)
+    _check_view_error(rec["forward"], MHA, case.desc)
     out, w = unpack_pair(check_outcome(rec["forward"], MHA, case.desc), MHA, case=case.desc)
     B, H, Lq, Lk = case.B, case.n_heads, case.Lq, case.Lk
     if w.shape != (B, H, Lq, Lk):
-        expect_shape(w, (B, H, Lq, Lk), "Your weights", case.desc,
+        expect_shape(w, (B, H, Lq, Lk), "Your weight tensor", case.desc,
                      hint=_weights_shape_hint(w, case))
     expect_shape(out, (B, Lq, case.d_model), "Your output", case.desc)
-    expect_finite(w, "Your weights", case.desc)
+    expect_finite(w, "Your weight tensor", case.desc)
     if (w < 0).any() or not np.allclose(w.sum(-1), 1.0, atol=1e-4):
         fail("Each head's weights should be a probability distribution over the keys (every "
              "row non-negative, summing to 1), but yours sum to "
