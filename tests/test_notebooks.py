@@ -31,3 +31,44 @@ def test_untouched_lesson_scores_zero_with_reasons(lesson):
     for t in report.tests:
         if t.kind == "manual":  # free-text answers: listed for the instructor, never scored
             assert t.points is None and t.passed is None and t.max_points > 0
+
+
+def _execute(path):
+    """Run a notebook top to bottom as a learner would, errors and all; return its cells."""
+    import tempfile
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        NotebookClient(nb, timeout=300, allow_errors=True, resources={"metadata": {"path": tmp}},
+                       extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute()
+    return nb.cells
+
+
+UNANSWERED = ("not written yet", "not defined yet", "NotImplementedError")
+
+
+def test_untouched_lesson_fails_only_where_exercises_are_unanswered(lesson):
+    """Run top to bottom untouched, is every error an unanswered exercise (no knock-on NameError)?"""
+    problems = []
+    for i, cell in enumerate(_execute(lesson.release)):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error" and not (
+                    out.ename == "NotImplementedError"
+                    or (out.ename == "CheckFailed" and any(s in out.evalue for s in UNANSWERED))):
+                problems.append(f"cell {i}: {out.ename}: {out.evalue[:200]}")
+            if out.output_type == "stream" and out.name == "stderr":
+                problems.append(f"cell {i} wrote to stderr: {out.text[:200]}")
+    assert not problems, "\n".join(problems)
+
+
+def test_solution_runs_without_any_error_or_warning(lesson):
+    """Does the solution notebook run top to bottom with no error and nothing on stderr?"""
+    problems = [f"cell {i}: {out.get('ename', 'stderr')}: {out.get('evalue', out.get('text'))}"
+                for i, cell in enumerate(_execute(lesson.source))
+                for out in cell.get("outputs", [])
+                if out.output_type == "error"
+                or (out.output_type == "stream" and out.name == "stderr")]
+    assert not problems, "\n".join(problems)

@@ -105,6 +105,14 @@ def mask_multiplied(q, k, v, mask=None):
     return w @ v, w
 
 
+def mask_indexed(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores[~mask] = float("-inf")
+    w = torch.softmax(scores, dim=-1)
+    return w @ v, w
+
+
 def mask_ignored(q, k, v, mask=None):
     return sdpa(q, k, v)
 
@@ -146,6 +154,7 @@ def test_correct_sdpa_passes(fn):
     (mask_after, "sdpa.mask", r"mask was applied after the softmax"),
     (mask_inverted, "sdpa.mask", r"mask inverted"),
     (mask_multiplied, "sdpa.mask", r"multiplied by the mask"),
+    (mask_indexed, "sdpa.mask", r"Boolean indexing .*masked_fill"),
     (mask_ignored, "sdpa.mask", r"not exactly 0 where the mask is False"),
     (naive_exp, "sdpa.properties", r"subtracts each row's maximum"),
     (builtin, "sdpa.values", r"calls PyTorch's built-in attention"),
@@ -293,7 +302,7 @@ def test_head_on_a_wrong_sdpa_names_the_function():
         def forward(self, x, mask=None):
             return no_scale(self.W_q(x), self.W_k(x), self.W_v(x), mask)
 
-    with pytest.raises(CheckFailed, match=r"calls your scaled_dot_product_attention"):
+    with pytest.raises(CheckFailed, match=r"calls your scaled_dot_product_attention: fix it there"):
         check("selfattn.values", Unscaled)
 
 

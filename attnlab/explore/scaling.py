@@ -7,9 +7,11 @@ import math
 import torch
 
 D_K_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+TYPICAL_SEED = 82  # a query whose curve follows the averages of lesson 02, section 2b
 
 
-def query_weights(d_k: int, scaled: bool, n_keys: int = 12, seed: int = 0) -> torch.Tensor:
+def query_weights(d_k: int, scaled: bool, n_keys: int = 12,
+                  seed: int = TYPICAL_SEED) -> torch.Tensor:
     """Softmax weights (n_keys,) of one random unit-variance query over random keys of width d_k.
 
     The vectors are the first d_k coordinates of fixed 1024-wide ones, so a larger d_k adds
@@ -30,7 +32,7 @@ def entropy(weights: torch.Tensor) -> float:
     return float(-(w * w.log()).sum())
 
 
-def scaling_explorer(n_keys: int = 12, seed: int = 0):
+def scaling_explorer(n_keys: int = 12, seed: int = TYPICAL_SEED):
     """A d_k slider and a scaled/unscaled toggle: one query's weights over n_keys keys."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -46,16 +48,17 @@ def scaling_explorer(n_keys: int = 12, seed: int = 0):
         w = query_weights(d_k.value, mode.value == "scaled", n_keys, seed)
         with out:
             out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7, 3))
+            fig, ax = plt.subplots(figsize=(7, 3.4))
             ax.bar(labels, w.numpy(), color=plt.cm.viridis(0.35))
-            ax.axhline(1 / n_keys, color="gray", linestyle=":", label="uniform")
+            ax.axhline(1 / n_keys, color="gray", linestyle=":", label="uniform weights")
             ax.set_ylim(0, 1)
             ax.set_xlabel("key")
             ax.set_ylabel("weight")
-            ax.legend(loc="upper right")
-            ax.set_title(f"One query, {mode.value} scores, d_k = {d_k.value}: largest weight "
+            ax.legend(loc="best")
+            ax.set_title(f"One query, {mode.value} scores, d_k = {d_k.value}\nlargest weight "
                          f"{float(w.max()):.2f}, entropy {entropy(w):.2f} nats "
                          f"(uniform: {math.log(n_keys):.2f})", fontsize=10)
+            fig.tight_layout()
             plt.show()
 
     d_k.observe(draw, names="value")

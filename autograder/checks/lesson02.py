@@ -36,6 +36,11 @@ TRANSPOSE_HINT = (
     "3-D tensor k.T reverses ALL the axes, (B, Lk, d_k) -> (d_k, Lk, B), and a fixed pair such "
     "as transpose(1, 2) breaks when the number of batch axes changes.")
 
+MASK_HINT = (
+    "Boolean indexing (scores[~mask] = ...) needs a mask of exactly the scores' shape, but masks "
+    "here only broadcast to it. Use scores.masked_fill(~mask, float('-inf')) or torch.where(mask, "
+    "scores, float('-inf')), which broadcast the mask for you.")
+
 # ------------------------------------------------------------------ messages for known mistakes
 
 M_NO_SCALE = ("It matches attention without the 1/sqrt(d_k) scaling: divide the scores "
@@ -137,7 +142,8 @@ def _outcome(out: Outcome, what: str, case: str, hint: str) -> object:
     """check_outcome, with a hint for shape errors (the usual cause: the wrong transpose)."""
     if (out.error and not out.forbidden and out.error_type != "NotImplementedError"
             and _looks_like_shape_error(out.error)):
-        fail(f"{what} raised {out.error} ({case}). {hint}")
+        fail(f"{what} raised {out.error} ({case}). "
+             f"{MASK_HINT if 'mask' in out.error.lower() else hint}")
     return check_outcome(out, what, case)
 
 
@@ -232,10 +238,10 @@ def _compare_sdpa_case(outcome: Outcome, desc: str, q: Tensor, k: Tensor, v: Ten
     if w.shape == want_out.shape and out.shape == want_w.shape and w.shape != out.shape:
         fail(f"{SDPA} seems to return (weights, output); return them in the order "
              f"(output, weights) ({desc}).")
-    expect_shape(w, want_w.shape, "Your weights", desc,
+    expect_shape(w, want_w.shape, "Your weight matrix", desc,
                  hint="There is one weight per (query, key) pair: (..., Lq, Lk), with the "
                       "same leading batch axes as q.")
-    expect_finite(w, "Your weights", desc,
+    expect_finite(w, "Your weight matrix", desc,
                   hint="A NaN often comes from 0 * -inf (multiplying or adding -inf with the "
                        "mask) or from a whole row of -inf scores: use masked_fill(~mask, "
                        "float('-inf')), and remember that True means may attend.")
@@ -253,10 +259,10 @@ def _compare_sdpa_case(outcome: Outcome, desc: str, q: Tensor, k: Tensor, v: Ten
                  "scores to -inf before the softmax (e^-inf = 0); True means may attend.")
     sums = w.sum(axis=-1)
     if not np.allclose(sums, 1.0, atol=1e-5):
-        expect_close(w, want_w, "Your weights", desc, wrong_w,
+        expect_close(w, want_w, "Your weight matrix", desc, wrong_w,
                      hint=f"Each query's weights should sum to 1 along the key axis (-1); "
                           f"yours sum to {np.round(sums.ravel()[:3], 3).tolist()}...")
-    expect_close(w, want_w, "Your weights", desc, wrong_w)
+    expect_close(w, want_w, "Your weight matrix", desc, wrong_w)
     width_hint = ("The output has one row per query and the values' width: (..., Lq, d_v)."
                   + (" Yours has the keys' width d_k: the output is weights @ v, not weights @ k."
                      if out.shape[-1:] == tuple(k.shape[-1:]) != tuple(v.shape[-1:]) else ""))
@@ -296,7 +302,7 @@ def _compare_properties(rec: dict) -> None:
     q, k, v, perm, sharp = _property_inputs()
     desc = _describe(q, k, v)
     out, w = _pair(_outcome(rec["base"], SDPA, desc, TRANSPOSE_HINT), SDPA, desc)
-    expect_shape(w, (3, 4, 6), "Your weights", desc)
+    expect_shape(w, (3, 4, 6), "Your weight matrix", desc)
     expect_shape(out, (3, 4, 5), "Your output", desc)
     if (w < 0).any() or not np.allclose(w.sum(-1), 1.0, atol=1e-5):
         fail(f"Your weights should be non-negative and sum to 1 over the keys (axis -1) for "
@@ -315,11 +321,11 @@ def _compare_properties(rec: dict) -> None:
                  "something (a softmax, a max, a sum) reach across the batch axis?")
     desc = "very large scores, in the hundreds"
     out_s, w_s = _pair(_outcome(rec["sharp"], SDPA, desc, TRANSPOSE_HINT), SDPA, desc)
-    expect_finite(w_s, "Your weights", desc,
+    expect_finite(w_s, "Your weight matrix", desc,
                   hint="torch.exp overflows past about 88 in float32. Use torch.softmax, "
                        "which subtracts each row's maximum first.")
     want_out, want_w = (t.numpy() for t in ref_sdpa(*sharp))
-    expect_close(w_s, want_w, "Your weights", desc)
+    expect_close(w_s, want_w, "Your weight matrix", desc)
     expect_close(out_s, want_out, "Your output", desc)
 
 
@@ -478,6 +484,10 @@ def _record_head(kind: str):
     return record
 
 
+IN_SDPA = (" (Your SelfAttention calls your scaled_dot_product_attention: fix it there, and "
+           "this check follows.)")
+
+
 def _head_mistakes(ref: RefSelfAttention, x: Tensor, mask: Tensor | None, d_model: int):
     """{message: (output, weights)} for mistakes made inside the head itself."""
     with torch.no_grad():
@@ -497,9 +507,8 @@ def _head_mistakes(ref: RefSelfAttention, x: Tensor, mask: Tensor | None, d_mode
                 _variant(q, k, x, mask),
             "It matches the attention you get with no mask: pass the mask on, "
             "scaled_dot_product_attention(q, k, v, mask).": _variant(q, k, v, None),
-            M_NO_SCALE + " (Your SelfAttention calls your scaled_dot_product_attention: "
-            "fix it there.)": _variant(q, k, v, mask, scale=1.0),
-            M_QUERY_AXIS: _variant(q, k, v, mask, dim=-2),
+            M_NO_SCALE + IN_SDPA: _variant(q, k, v, mask, scale=1.0),
+            M_QUERY_AXIS + IN_SDPA: _variant(q, k, v, mask, dim=-2),
         }
         if wq.shape[0] == wq.shape[1]:
             found["It matches x @ W.weight without the transpose: call the layer, "
@@ -524,10 +533,10 @@ def _compare_head(kind: str):
             with torch.no_grad():
                 want_out, want_w = (t.numpy() for t in ref(x, mask))
             mistakes = _head_mistakes(ref, x, mask, d_model)
-            expect_shape(w, want_w.shape, "Your weights", desc,
+            expect_shape(w, want_w.shape, "Your weight matrix", desc,
                          hint="Self-attention compares every position with every position: "
                               "(B, L, L).")
-            expect_finite(w, "Your weights", desc)
+            expect_finite(w, "Your weight matrix", desc)
             if mask is not None:
                 blocked = ~np.broadcast_to(mask.numpy(), w.shape)
                 if (w[blocked] != 0).any():
@@ -540,7 +549,7 @@ def _compare_head(kind: str):
                     fail(f"Your weights are not 0 where the mask is False ({desc}). Pass the "
                          "mask on to your scaled_dot_product_attention, and make sure that "
                          "function passes its mask check.")
-            expect_close(w, want_w, "Your weights", desc,
+            expect_close(w, want_w, "Your weight matrix", desc,
                          {m: ww for m, (_, ww) in mistakes.items() if ww.shape == w.shape})
             expect_shape(out, want_out.shape, "Your output", desc,
                          hint="The output has the values' width d_k: (B, L, d_k)."
