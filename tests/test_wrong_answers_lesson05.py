@@ -1,0 +1,562 @@
+"""Lesson 05's checks against realistic wrong answers: each must fail with its own message."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import attnlab
+from autograder.checks import REGISTRY, CheckFailed, check
+
+LESSON05 = sorted(cid for cid, c in REGISTRY.items()
+                  if c.record.__module__.endswith("lesson05"))
+
+
+def not_written(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# --------------------------------------------------------------------------- sinusoidal
+
+
+def sinusoidal(max_len, d_model):
+    """The solution notebook's logic, written out independently."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # (max_len, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)  # (d_model / 2,)
+    angle = pos / 10000 ** (two_i / d_model)  # (max_len, d_model / 2)
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)
+    return pe
+
+
+def sinusoidal_tutorial(max_len, d_model):
+    """Another correct way: the exp-log form of the PyTorch tutorial."""
+    position = torch.arange(max_len).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe
+
+
+def _sin_variant(max_len, d_model, base=10000.0, step=1.0, swap=False, concat=False, start=0):
+    pos = torch.arange(start, start + max_len, dtype=torch.float32)[:, None]
+    i = torch.arange(0, d_model, 2, dtype=torch.float32) * step
+    angle = pos / base ** (i / d_model)
+    s, c = (torch.cos(angle), torch.sin(angle)) if swap else (torch.sin(angle), torch.cos(angle))
+    if concat:
+        return torch.cat([s, c], dim=-1)
+    return torch.stack([s, c], dim=-1).flatten(-2)
+
+
+def sin_swapped(max_len, d_model):
+    return _sin_variant(max_len, d_model, swap=True)
+
+
+def sin_exponent_i(max_len, d_model):
+    return _sin_variant(max_len, d_model, step=0.5)
+
+
+def sin_base_1000(max_len, d_model):
+    return _sin_variant(max_len, d_model, base=1000.0)
+
+
+def sin_concatenated(max_len, d_model):
+    return _sin_variant(max_len, d_model, concat=True)
+
+
+def sin_from_one(max_len, d_model):
+    return _sin_variant(max_len, d_model, start=1)
+
+
+def sin_float64(max_len, d_model):
+    return _sin_variant(max_len, d_model).double()
+
+
+def sin_numpy(max_len, d_model):
+    return _sin_variant(max_len, d_model).numpy()
+
+
+def sin_own_index(max_len, d_model):
+    """Each dim uses its own index: dims 2i and 2i+1 run at different frequencies."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]
+    angle = pos / 10000 ** (torch.arange(d_model) / d_model)
+    even = torch.arange(d_model) % 2 == 0
+    return torch.where(even, torch.sin(angle), torch.cos(angle))
+
+
+def sin_calls_course(max_len, d_model):
+    return attnlab.sinusoidal_encoding(max_len, d_model)
+
+
+SIN_IDS = ("sinusoidal.values", "sinusoidal.hidden", "sinusoidal.properties")
+
+
+@pytest.mark.parametrize("fn", [sinusoidal, sinusoidal_tutorial])
+def test_correct_sinusoidal_passes(fn):
+    """Do two correct sinusoidal encodings pass every sinusoidal check?"""
+    for cid in SIN_IDS:
+        check(cid, fn)
+
+
+@pytest.mark.parametrize("fn, cid, message", [
+    (sin_swapped, "sinusoidal.values", r"cos on the even dimensions"),
+    (sin_exponent_i, "sinusoidal.values", r"exponent is 2i / d_model"),
+    (sin_base_1000, "sinusoidal.values", r"base 1000 instead of 10000"),
+    (sin_concatenated, "sinusoidal.values", r"concatenated layout"),
+    (sin_from_one, "sinusoidal.values", r"positions 1, 2, \.\.\., max_len"),
+    (sin_own_index, "sinusoidal.values", r"its own index"),
+    (sin_numpy, "sinusoidal.values", r"should return a torch tensor"),
+    (not_written, "sinusoidal.values", r"not written yet"),
+    (sin_calls_course, "sinusoidal.values", r"calls the course's own sinusoidal_encoding"),
+])
+def test_sinusoidal_mistakes(fn, cid, message):
+    """Is each wrong sinusoidal encoding told what it got wrong?"""
+    with pytest.raises(CheckFailed, match=message):
+        check(cid, fn)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (sin_swapped, r"sines and cosines are swapped"),
+    (sin_concatenated, r"sines in the first half"),
+    (sin_from_one, r"Do your positions start at 0"),
+    (sin_own_index, r"SAME angle"),
+    (sin_exponent_i, r"one radian per position|offset"),
+    (sin_float64, r"dtype float64"),
+])
+def test_sinusoidal_properties_catch_structural_mistakes(fn, message):
+    """Do the hidden property checks explain structural mistakes without the reference?"""
+    if fn is sin_exponent_i:  # i/d frequencies are a valid encoding, only not the paper's
+        check("sinusoidal.properties", fn)
+        return
+    with pytest.raises(CheckFailed, match=message):
+        check("sinusoidal.properties", fn)
+
+
+# --------------------------------------------------------------------------- learned embedding
+
+
+class GoodLearned(nn.Module):
+    """A correct LearnedPositionalEmbedding, independent of the reference."""
+
+    def __init__(self, max_len, d_model):
+        super().__init__()
+        self.max_len = max_len
+        self.embedding = nn.Embedding(max_len, d_model)
+
+    def positions(self, x):
+        L = x.shape[1]
+        if L > self.max_len:
+            raise ValueError(f"{L} tokens, but max_len is {self.max_len}")
+        return torch.arange(L, device=x.device)
+
+    def forward(self, x):
+        return x + self.embedding(self.positions(x))
+
+
+class EmbeddingOnly(GoodLearned):
+    def forward(self, x):
+        return self.embedding(self.positions(x)).expand_as(x)
+
+
+class EmbeddingOnlyUnbroadcast(GoodLearned):
+    def forward(self, x):
+        return self.embedding(self.positions(x))
+
+
+class SamePosition(GoodLearned):
+    def forward(self, x):
+        self.positions(x)
+        return x + self.embedding.weight[0]
+
+
+class ByTokenValues(GoodLearned):
+    def forward(self, x):
+        self.positions(x)
+        return x + self.embedding(x.long())
+
+
+class UsesBatchAxis(GoodLearned):
+    def forward(self, x):
+        self.positions(x)
+        return x + self.embedding(torch.arange(x.shape[0]))
+
+
+class FloatPositions(GoodLearned):
+    def forward(self, x):
+        return x + self.embedding(self.positions(x).float())
+
+
+class FromOne(GoodLearned):
+    def forward(self, x):
+        return x + self.embedding(self.positions(x) + 1)
+
+
+class NoLengthCheck(GoodLearned):
+    def forward(self, x):
+        return x + self.embedding(torch.arange(x.shape[1]))
+
+
+class SlicesTable(GoodLearned):
+    def forward(self, x):
+        return x + self.embedding.weight[: x.shape[1]]
+
+
+class OffByOne(GoodLearned):
+    def positions(self, x):
+        if x.shape[1] >= self.max_len:
+            raise ValueError("sequence too long for max_len")
+        return torch.arange(x.shape[1])
+
+
+class ParameterTable(nn.Module):
+    def __init__(self, max_len, d_model):
+        super().__init__()
+        self.embedding = nn.Parameter(torch.zeros(max_len, d_model))
+
+    def forward(self, x):
+        return x + self.embedding[: x.shape[1]]
+
+
+class FrozenTable(GoodLearned):
+    def __init__(self, max_len, d_model):
+        super().__init__(max_len, d_model)
+        self.embedding.weight.requires_grad_(False)
+
+
+class Transposed(GoodLearned):
+    def __init__(self, max_len, d_model):
+        super().__init__(max_len, d_model)
+        self.embedding = nn.Embedding(d_model, max_len)
+
+
+class Detached(GoodLearned):
+    def forward(self, x):
+        return x + self.embedding(self.positions(x)).detach()
+
+
+class CourseLearned(attnlab.LearnedPositionalEmbedding):
+    pass
+
+
+class LearnedNotWritten(nn.Module):
+    def __init__(self, max_len, d_model):
+        super().__init__()
+        raise NotImplementedError()
+
+
+LEARNED_IDS = ("learned.layout", "learned.values", "learned.hidden", "learned.too_long")
+
+
+def test_correct_learned_passes():
+    """Does a correct LearnedPositionalEmbedding pass every learned-embedding check?"""
+    for cid in LEARNED_IDS:
+        check(cid, GoodLearned)
+
+
+@pytest.mark.parametrize("cls, cid, message", [
+    (EmbeddingOnly, "learned.values", r"position embeddings alone"),
+    (EmbeddingOnlyUnbroadcast, "learned.values", r"table of position embeddings alone"),
+    (SamePosition, "learned.values", r"position 0 for every token"),
+    (ByTokenValues, "learned.values", r"indexed with"),
+    (FromOne, "learned.values", r"positions 1\.\.L"),
+    (UsesBatchAxis, "learned.values", r"Use L = x\.size\(1\)"),
+    (FloatPositions, "learned.values", r"integer index"),
+    (ParameterTable, "learned.layout", r"`embedding` is a Parameter"),
+    (FrozenTable, "learned.layout", r"does not require a gradient"),
+    (Transposed, "learned.layout", r"nn.Embedding\(d_model, max_len\)"),
+    (Detached, "learned.hidden", r"no \.detach\(\).*so the table can learn"),
+    (CourseLearned, "learned.values", r"calls the course's own LearnedPositionalEmbedding"),
+    (LearnedNotWritten, "learned.layout", r"not written yet"),
+])
+def test_learned_mistakes(cls, cid, message):
+    """Is each wrong LearnedPositionalEmbedding told what it got wrong?"""
+    with pytest.raises(CheckFailed, match=message):
+        check(cid, cls)
+
+
+@pytest.mark.parametrize("cls, message", [
+    (NoLengthCheck, r"raised IndexError.*comes from nn.Embedding itself"),
+    (SlicesTable, r"raised RuntimeError|without an error"),
+    (OffByOne, r"exactly 6 tokens"),
+    (FromOne, r"exactly 6 tokens"),
+])
+def test_learned_length_mistakes(cls, message):
+    """Must a too-long sequence raise a ValueError, and a sequence of max_len work?"""
+    with pytest.raises(CheckFailed, match=message):
+        check("learned.too_long", cls)
+
+
+# --------------------------------------------------------------------------- RoPE
+
+
+def rope(x, positions=None, base=10000.0):
+    """The solution notebook's logic, written out independently."""
+    L, d = x.shape[-2:]
+    if positions is None:
+        positions = torch.arange(L)
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)  # (d / 2,)
+    angle = positions.float()[:, None] * theta  # (L, d / 2)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+
+
+def rope_complex(x, positions=None, base=10000.0):
+    """Another correct way: pairs as complex numbers times e^(i pos theta)."""
+    L, d = x.shape[-2:]
+    pos = torch.arange(L) if positions is None else positions
+    theta = base ** (-torch.arange(0, d, 2).double() / d)
+    turn = torch.polar(torch.ones(L, d // 2, dtype=torch.float64), pos.double()[:, None] * theta)
+    z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
+    return torch.view_as_real(z * turn).flatten(-2).to(x.dtype)
+
+
+def _rope_variant(x, positions=None, base=10000.0, half=False, sign=1.0, step=1.0,
+                  start=0, cat=False, mix=False):
+    L, d = x.shape[-2:]
+    pos = (torch.arange(L) if positions is None else positions).float() + start
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float32) * step / d)
+    angle = sign * pos[:, None] * theta
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    a, b = (x[..., : d // 2], x[..., d // 2:]) if half else (x[..., 0::2], x[..., 1::2])
+    first, second = a * cos - b * sin, (a * sin + b * cos) if not mix else (b * cos)
+    if half or cat:
+        return torch.cat((first, second), dim=-1)
+    return torch.stack((first, second), dim=-1).flatten(-2)
+
+
+def rope_half_split(x, positions=None, base=10000.0):
+    return _rope_variant(x, positions, base, half=True)
+
+
+def rope_wrong_sign(x, positions=None, base=10000.0):
+    return _rope_variant(x, positions, base, sign=-1.0)
+
+
+def rope_exponent_i(x, positions=None, base=10000.0):
+    return _rope_variant(x, positions, base, step=0.5)
+
+
+def rope_ignores_positions(x, positions=None, base=10000.0):
+    return _rope_variant(x, None, base)
+
+
+def rope_ignores_base(x, positions=None, base=10000.0):
+    return _rope_variant(x, positions)
+
+
+def rope_from_one(x, positions=None, base=10000.0):
+    return _rope_variant(x, positions, base, start=1)
+
+
+def rope_concatenated(x, positions=None, base=10000.0):
+    return _rope_variant(x, positions, base, cat=True)
+
+
+def rope_adds_angle(x, positions=None, base=10000.0):
+    """Not a rotation: adds sinusoids, like an absolute encoding."""
+    L, d = x.shape[-2:]
+    return x + sinusoidal(L, d)
+
+
+def rope_3d_only(x, positions=None, base=10000.0):
+    """Reads L from axis 1, as if x were always (B, L, d_head)."""
+    L = x.shape[1]
+    return rope(x, torch.arange(L) if positions is None else positions, base)
+
+
+def rope_calls_course(x, positions=None, base=10000.0):
+    return attnlab.apply_rope(x, positions, base)
+
+
+ROPE_IDS = ("rope.values", "rope.hidden", "rope.positions", "rope.properties")
+
+
+@pytest.mark.parametrize("fn", [rope, rope_complex])
+def test_correct_rope_passes(fn):
+    """Do two correct RoPE implementations pass every RoPE check?"""
+    for cid in ROPE_IDS:
+        check(cid, fn)
+
+
+@pytest.mark.parametrize("fn, cid, message", [
+    (rope_half_split, "rope.values", r"half-split layout"),
+    (rope_half_split, "rope.hidden", r"half-split layout"),
+    (rope_wrong_sign, "rope.values", r"wrong direction"),
+    (rope_exponent_i, "rope.values", r"exponent is 2i / d_head"),
+    (rope_from_one, "rope.values", r"positions 1\.\.L"),
+    (rope_concatenated, "rope.values", r"concatenated"),
+    (rope_ignores_positions, "rope.positions", r"ignores the `positions` argument"),
+    (lambda x, positions=None, base=10000.0: _rope_variant(x, None, 10000.0, half=True),
+     "rope.positions", r"ignores the `positions` argument.*also ignores `base`|does not match"),
+    (rope_ignores_base, "rope.positions", r"ignores the `base` argument"),
+    (rope_3d_only, "rope.values", r"any number of leading axes"),
+    (rope_calls_course, "rope.values", r"calls the course's own apply_rope"),
+    (not_written, "rope.values", r"not written yet"),
+])
+def test_rope_mistakes(fn, cid, message):
+    """Is each wrong RoPE told what it got wrong?"""
+    with pytest.raises(CheckFailed, match=message):
+        check(cid, fn)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (rope_adds_angle, r"keeps its length|norm"),
+    (rope_from_one, r"At position 0 every angle is 0"),
+    (lambda x, positions=None, base=10000.0: _rope_variant(x, positions, base, mix=True),
+     r"keeps its length|norm"),
+    (lambda x, positions=None, base=10000.0: rope(x.double(), positions, base),
+     r"keep the input's dtype"),
+])
+def test_rope_properties_catch_structural_mistakes(fn, message):
+    """Do the hidden property checks give class-level messages?"""
+    with pytest.raises(CheckFailed, match=message):
+        check("rope.properties", fn)
+
+
+@pytest.mark.parametrize("fn", [rope_half_split, rope_wrong_sign, rope_exponent_i,
+                                rope_concatenated])
+def test_rope_positions_check_is_isolated(fn):
+    """Does a rotation mistake that handles positions and base right keep the positions point?"""
+    check("rope.positions", fn)
+
+
+def test_rope_property_catches_non_relative_rotation():
+    """Does the offset property catch a rotation whose angle is not linear in the position?"""
+
+    def squared_positions(x, positions=None, base=10000.0):
+        L = x.shape[-2]
+        pos = torch.arange(L) if positions is None else positions
+        return rope(x, pos.float() ** 2 / 50, base)
+
+    with pytest.raises(CheckFailed, match="depend only on the offset"):
+        check("rope.properties", squared_positions)
+
+
+# --------------------------------------------------------------------------- ALiBi
+
+
+def alibi(n_heads, L):
+    """The solution notebook's logic, written out independently."""
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1) / n_heads)  # (H,)
+    i = torch.arange(L)
+    distance = (i[:, None] - i[None, :]).abs()  # (L, L)
+    return -slopes[:, None, None] * distance  # (H, L, L)
+
+
+def alibi_loops(n_heads, L):
+    """Another correct way: loops over heads, queries and keys."""
+    out = torch.zeros(n_heads, L, L)
+    for h in range(n_heads):
+        slope = 2 ** (-8 * (h + 1) / n_heads)
+        for i in range(L):
+            for j in range(L):
+                out[h, i, j] = -slope * abs(i - j)
+    return out
+
+
+def _alibi_variant(n_heads, L, start=1, sign=-1.0, absolute=True, reverse=False):
+    slopes = 2.0 ** (-8.0 * torch.arange(start, start + n_heads) / n_heads)
+    if reverse:
+        slopes = slopes.flip(0)
+    i = torch.arange(L)
+    d = i[:, None] - i[None, :]
+    return sign * slopes[:, None, None] * (d.abs() if absolute else d)
+
+
+def alibi_h_not_h1(n_heads, L):
+    return _alibi_variant(n_heads, L, start=0)
+
+
+def alibi_positive(n_heads, L):
+    return _alibi_variant(n_heads, L, sign=1.0)
+
+
+def alibi_no_abs(n_heads, L):
+    return _alibi_variant(n_heads, L, absolute=False)
+
+
+def alibi_reversed(n_heads, L):
+    return _alibi_variant(n_heads, L, reverse=True)
+
+
+def alibi_heads_last(n_heads, L):
+    return alibi(n_heads, L).permute(1, 2, 0)
+
+
+def alibi_calls_course(n_heads, L):
+    return attnlab.alibi_bias(n_heads, L)
+
+
+ALIBI_IDS = ("alibi.values", "alibi.hidden", "alibi.properties")
+
+
+@pytest.mark.parametrize("fn", [alibi, alibi_loops])
+def test_correct_alibi_passes(fn):
+    """Do two correct ALiBi implementations pass every ALiBi check?"""
+    for cid in ALIBI_IDS:
+        check(cid, fn)
+
+
+@pytest.mark.parametrize("fn, cid, message", [
+    (alibi_h_not_h1, "alibi.values", r"head 0 gets slope 1"),
+    (alibi_positive, "alibi.values", r"\+slope \* \|i - j\|"),
+    (alibi_no_abs, "alibi.values", r"without the absolute value"),
+    (alibi_reversed, "alibi.values", r"slopes in reverse order"),
+    (alibi_heads_last, "alibi.values", r"Heads come first"),
+    (lambda H, L: alibi(H, L)[None], "alibi.values", r"Drop the leading axis"),
+    (alibi_calls_course, "alibi.values", r"calls the course's own alibi_bias"),
+    (not_written, "alibi.values", r"not written yet"),
+])
+def test_alibi_mistakes(fn, cid, message):
+    """Is each wrong ALiBi told what it got wrong?"""
+    with pytest.raises(CheckFailed, match=message):
+        check(cid, fn)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (alibi_h_not_h1, r"Head 0's slope is 1"),
+    (alibi_positive, r"positive entries"),
+    (alibi_no_abs, r"not symmetric"),
+    (alibi_reversed, r"Head 0's slope"),
+    (lambda H, L: alibi(H, L) - 0.1 * torch.eye(L), r"on the diagonal"),
+    (lambda H, L: -(2.0 ** (-8.0 * torch.arange(1, H + 1) / H))[:, None, None]
+     * (torch.arange(L)[:, None] - torch.arange(L)[None, :]).float() ** 2,
+     r"proportional to the distance"),
+    (lambda H, L: -(1.0 / torch.arange(1, H + 1))[:, None, None]
+     * (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs(), r"slope"),
+])
+def test_alibi_properties_catch_structural_mistakes(fn, message):
+    """Do the hidden property checks give class-level messages?"""
+    with pytest.raises(CheckFailed, match=message):
+        check("alibi.properties", fn)
+
+
+# --------------------------------------------------------------------------- all together
+
+
+def test_correct_solutions_pass_every_lesson05_check():
+    """Does the correct solution of every exercise pass every check id of lesson 05?"""
+    objects = {"sinusoidal": sinusoidal, "learned": GoodLearned, "rope": rope, "alibi": alibi}
+    assert len(LESSON05) >= 13
+    for cid in LESSON05:
+        check(cid, objects[cid.split(".")[0]])
+
+
+def test_checks_leave_the_global_random_stream_alone():
+    """Does running the learned-embedding checks leave torch's global random stream alone?"""
+    before = torch.random.get_rng_state()
+    check("learned.values", GoodLearned)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_reference_is_what_the_checks_expect():
+    """Do the reference kernels pass their own value checks (with the guard lifted)?"""
+    pe = attnlab.sinusoidal_encoding(6, 8).numpy()
+    np.testing.assert_allclose(pe, sinusoidal(6, 8).numpy(), atol=1e-6)
