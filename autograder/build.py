@@ -100,14 +100,19 @@ def _tree_diff(want: Path, have: Path) -> list[str]:
                   or not filecmp.cmp(want / n, have / n, shallow=False))
 
 
-def build(check: bool = False) -> list[str]:
-    """Regenerate lessons/ (or, with check, list what is stale). Returns stale paths."""
+def build(check: bool = False, only: list[Lesson] | None = None) -> list[str]:
+    """Regenerate lessons/ (or, with check, list what is stale). Returns stale paths.
+
+    ``only`` limits the work to some lessons (course-wide files and stray folders are then
+    left alone).
+    """
     all_lessons = lessons()
     if not all_lessons:
         raise CourseError(f"no lessons found in {SOLUTIONS}")
+    chosen = only or all_lessons
     stale: list[str] = []
     with tempfile.TemporaryDirectory(prefix="attnlab-build-") as tmp:
-        for lesson in all_lessons:
+        for lesson in chosen:
             text = _normalised_source(lesson)
             if lesson.source.read_text(encoding="utf-8") != text:
                 stale.append(str(lesson.source.relative_to(SOLUTIONS.parent)))
@@ -120,6 +125,8 @@ def build(check: bool = False) -> list[str]:
             if diff and not check:
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.copytree(released, target)
+        if only:
+            return stale
         for name in COURSE_FILES:
             src, dst = SOLUTIONS / name, LESSONS / name
             if src.exists() and (not dst.exists() or not filecmp.cmp(src, dst, shallow=False)):

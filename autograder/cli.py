@@ -1,4 +1,4 @@
-"""``python -m autograder build | check``: the command-line surface."""
+"""``python -m autograder build | check | grade``: the command-line surface."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from .course import CourseError
 
 def _build(args) -> int:
     from .build import build
+    from .course import find_lesson
 
-    stale = build(check=args.check)
+    stale = build(check=args.check, only=[find_lesson(k) for k in args.lessons] or None)
     if args.check:
         if stale:
             print("lessons/ is stale; run `python -m autograder build` (or `make lessons`). "
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Attention Lab's autograder.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="regenerate lessons/ from solutions/ with nbgrader")
+    p.add_argument("lessons", nargs="*", help="only these lessons (folder name or number)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and name the files if lessons/ is stale")
     p.set_defaults(func=_build)
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebook", help="path to a lesson notebook (.ipynb), anywhere")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_check)
+    from .grading.command import add_parser as add_grade_parser  # grading a class
+
+    add_grade_parser(sub)
     args = parser.parse_args(argv)
     # nbgrader and traitlets log to stderr; the user reads our summary instead
     logging.disable(logging.WARNING)

@@ -1,0 +1,188 @@
+"""Does the course work in JupyterLab, in a real browser, as a learner and an instructor meet it?
+
+Debian's Chromium driven by Playwright against a JupyterLab started from the project's
+environment. Installs Chromium when run as root (as CI is); otherwise skips with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from autograder.course import ROOT
+from tests.browser.lab import (
+    CHROMIUM_FLAGS,
+    JS_OUTPUTS,
+    JS_RUN_CELL,
+    JS_SAVE,
+    JS_WAIT_READY,
+    LabServer,
+    ensure_chromium,
+    learner_tree,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+SHOTS = ROOT / "build" / "screenshots"  # artefacts of every run (git-ignored)
+UNANSWERED = ("not written yet", "not defined yet", "NotImplementedError")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def learner_lab(tmp_path_factory, chromium):
+    tree = learner_tree(tmp_path_factory.mktemp("learner"))
+    server = LabServer(tree, ROOT / "etc" / "jupyter" / "learner", tree / "lab.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_notebook(page, lab: LabServer, path: str) -> int:
+    """Open one notebook in a fresh JupyterLab workspace (?reset: no tabs restored)."""
+    page.goto(lab.url(f"lab/tree/{path}?reset"))
+    page.wait_for_function("(path) => { const w = window.jupyterapp && "
+                           "window.jupyterapp.shell.currentWidget; "
+                           "return w && w.context && w.context.path === path && w.content; }",
+                           arg=path, timeout=60_000)
+    return page.evaluate(JS_WAIT_READY, path)
+
+
+def run_every_cell(page, n_cells: int) -> list[list[dict]]:
+    """Run the cells one at a time (as Shift+Enter would), so an error does not stop the rest."""
+    page.set_default_timeout(180_000)
+    for i in range(n_cells):
+        assert page.evaluate(JS_RUN_CELL, i), f"cell {i} did not run"
+    return page.evaluate(JS_OUTPUTS)
+
+
+def errors_of(outputs: list[list[dict]]) -> list[tuple[int, str, str]]:
+    return [(i, out.get("ename", "stderr"), out.get("evalue", out.get("text", "")))
+            for i, cell in enumerate(outputs) for out in cell
+            if out.get("output_type") == "error"
+            or (out.get("output_type") == "stream" and out.get("name") == "stderr")]
+
+
+def text_of(outputs: list[list[dict]], i: int) -> str:
+    return "".join("".join(out.get("text", "")) for out in outputs[i]
+                   if out.get("output_type") == "stream")
+
+
+def test_learner_copy_runs_with_only_unanswered_exercises_failing(learner_lab, page, lesson):
+    """Run cell by cell untouched: only NotImplementedError, and the self-check scores zero?"""
+    name = lesson.name
+    n = open_notebook(page, learner_lab, f"workspace/{name}/{name}.ipynb")
+    outputs = run_every_cell(page, n)
+    unexpected = [e for e in errors_of(outputs)
+                  if not (e[1] == "NotImplementedError" or any(s in e[2] for s in UNANSWERED))]
+    assert not unexpected, unexpected
+    report = text_of(outputs, n - 1)  # the last cell grades the saved notebook
+    assert re.search(r"Score: 0 / \d+", report), report
+
+
+def test_solution_runs_clean_and_its_explorer_responds(learner_lab, page, lesson):
+    """Does the solution run without error, its explorer render and redraw when a control moves?"""
+    name = lesson.name
+    n = open_notebook(page, learner_lab, f"solved/{name}/{name}.ipynb")
+    outputs = run_every_cell(page, n)
+    assert not errors_of(outputs), errors_of(outputs)
+    page.evaluate(JS_SAVE)
+    report = text_of(outputs, n - 1)
+    score = re.search(r"Score: ([\d.]+) / ([\d.]+)", report)
+    assert score and score.group(1) == score.group(2), report
+
+    widget = page.locator(".jp-OutputArea-output .widget-vbox, .jp-OutputArea-output .widget-hbox"
+                          ).first
+    widget.scroll_into_view_if_needed()
+    image = widget.locator("img").first
+    image.wait_for(state="visible")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    widget.screenshot(path=str(SHOTS / f"{name}.png"))
+    before = image.get_attribute("src")
+    move_first_control(page, widget)
+    page.wait_for_function("([el, before]) => { const img = el.querySelector('img'); "
+                           "return img && img.getAttribute('src') !== before; }",
+                           arg=[widget.element_handle(), before], timeout=30_000)
+
+
+def move_first_control(page, widget) -> None:
+    """Nudge the explorer's first control: a slider, a dropdown, a toggle or a checkbox."""
+    slider = widget.locator(".noUi-handle")
+    if slider.count():
+        slider.first.focus()
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+        return
+    select = widget.locator("select")
+    if select.count():
+        options = select.first.locator("option").all_inner_texts()
+        select.first.select_option(label=options[1 if len(options) > 1 else 0])
+        return
+    toggle = widget.locator("button, input[type=checkbox]")
+    if toggle.count():
+        toggle.first.click()
+        return
+    raise AssertionError("the explorer has no slider, dropdown, button or checkbox")
+
+
+@pytest.mark.parametrize("copy, expected", [("workspace", r"failed|fail|error"),
+                                            ("solved", r"[Ss]uccess")])
+def test_validate_button_answers(learner_lab, page, lesson, copy, expected):
+    """Does nbgrader's Validate button report a verdict on the untouched lesson and the solution?"""
+    name = lesson.name
+    open_notebook(page, learner_lab, f"{copy}/{name}/{name}.ipynb")
+    page.get_by_role("button", name="Validate").first.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(state="visible", timeout=240_000)
+    page.wait_for_function("() => { const d = document.querySelector('.jp-Dialog'); "
+                           "return d && !/Validating/.test(d.innerText); }", timeout=240_000)
+    assert re.search(expected, dialog.inner_text()), dialog.inner_text()
+
+
+def test_learner_lab_hides_instructor_tools(learner_lab, page):
+    """Does `make lab` show learners no formgrader and no create-assignment tools?"""
+    page.goto(learner_lab.url("lab"))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=60_000)
+    ids = page.evaluate("() => window.jupyterapp.commands.listCommands()")
+    assert not [c for c in ids if "formgrader" in c or "create-assignment" in c]
+    assert page.request.get(learner_lab.url("formgrader")).status == 404
+
+
+def test_formgrader_lists_the_course(tmp_path, chromium):
+    """Does `make instructor`'s JupyterLab open formgrader with every lesson listed?"""
+    for name in ("solutions", "lessons", "nbgrader_config.py"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    server = LabServer(tmp_path, ROOT / "etc" / "jupyter" / "instructor", tmp_path / "lab.log")
+    server.start()
+    try:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(server.url("formgrader"))
+        text = page.locator("body").inner_text(timeout=60_000)
+        from autograder.course import lessons
+
+        for lesson in lessons():
+            page.get_by_text(lesson.name).first.wait_for(timeout=60_000)
+        assert "Manage Assignments" in text or lessons()[0].name in page.content()
+        context.close()
+    finally:
+        server.stop()
