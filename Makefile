@@ -11,7 +11,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 LAB_FLAGS := --ServerApp.port=$(PORT) --ServerApp.port_retries=50 $(ROOT_FLAG) \
 	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
-.PHONY: setup lab instructor test test-fast lessons lessons-check bench lint clean-venv
+.PHONY: setup lab instructor test test-fast lessons lessons-check bench lint screenshots clean-venv
 
 # Create .venv and install everything; a stamp keeps re-runs instant until pyproject.toml changes.
 setup: $(VENV)/.installed
@@ -49,6 +49,10 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check autograder attnlab tests benchmarks
+
+# Refresh the README's explorer screenshots (assets/NN_x/explorer.png) in a real Chromium.
+screenshots: setup
+	ATTNLAB_SCREENSHOTS=$(CURDIR)/assets $(PY) -m pytest tests/test_browser.py -k explorer_responds -p no:cacheprovider
 
 bench: setup
 	$(PY) benchmarks/run.py

@@ -6,8 +6,10 @@ environment. Installs Chromium when run as root (as CI is); otherwise skips with
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +26,9 @@ from tests.browser.lab import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-SHOTS = ROOT / "build" / "screenshots"  # artefacts of every run (git-ignored)
+# Screenshots of each explorer: build/screenshots on every run (git-ignored artefacts);
+# `make screenshots` points ATTNLAB_SCREENSHOTS at assets/ to refresh the README's pictures.
+SHOTS = Path(os.environ.get("ATTNLAB_SCREENSHOTS", ROOT / "build" / "screenshots"))
 UNANSWERED = ("not written yet", "not defined yet", "NotImplementedError")
 
 
@@ -114,8 +118,8 @@ def test_solution_runs_clean_and_its_explorer_responds(learner_lab, page, lesson
     widget.scroll_into_view_if_needed()
     image = widget.locator("img").first
     image.wait_for(state="visible")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    widget.screenshot(path=str(SHOTS / f"{name}.png"))
+    (SHOTS / name).mkdir(parents=True, exist_ok=True)
+    widget.screenshot(path=str(SHOTS / name / "explorer.png"))
     before = image.get_attribute("src")
     move_first_control(page, widget)
     page.wait_for_function("([el, before]) => { const img = el.querySelector('img'); "
