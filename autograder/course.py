@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root is the cour
 SOLUTIONS = ROOT / "solutions"
 LESSONS = ROOT / "lessons"
 LESSON_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+$")
-COURSE_FILES = ("GLOSSARY.md", "README.md")  # course-wide pages copied next to the lessons
+COURSE_FILES = ("START_HERE.ipynb", "GLOSSARY.md")  # course-wide pages copied beside the lessons
 
 
 class CourseError(Exception):
