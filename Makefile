@@ -59,3 +59,7 @@ bench: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# `make -s print-LAB_FLAGS`: show a variable (the browser suite reads the real flags this way)
+print-%:
+	@echo $($*)

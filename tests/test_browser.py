@@ -25,7 +25,7 @@ from tests.browser.lab import (
     learner_tree,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.browser
 # Screenshots of each explorer: build/screenshots on every run (git-ignored artefacts);
 # `make screenshots` points ATTNLAB_SCREENSHOTS at assets/ to refresh the README's pictures.
 SHOTS = Path(os.environ.get("ATTNLAB_SCREENSHOTS", ROOT / "build" / "screenshots"))
@@ -190,3 +190,35 @@ def test_formgrader_lists_the_course(tmp_path, chromium):
         context.close()
     finally:
         server.stop()
+
+
+def test_taken_port_makes_lab_pick_another(tmp_path):
+    """With `make lab`'s own flags, does JupyterLab move to a free port when its port is taken?"""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        flags = subprocess.run(["make", "-s", "print-LAB_FLAGS", f"PORT={port}"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.split()
+        assert f"--ServerApp.port={port}" in flags
+        server = LabServer(tmp_path, ROOT / "etc" / "jupyter" / "learner", tmp_path / "lab.log")
+        proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser",
+                                 "--ServerApp.ip=127.0.0.1", *flags,
+                                 f"--IdentityProvider.token={server.token}"],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            for line in proc.stdout:
+                found = re.search(r"http://127\.0\.0\.1:(\d+)/lab", line)
+                if found:
+                    assert int(found.group(1)) != port
+                    break
+            else:
+                raise AssertionError("JupyterLab exited without serving")
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
