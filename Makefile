@@ -27,11 +27,11 @@ $(VENV)/.installed: pyproject.toml
 lab: setup
 	$(PY) -m attnlab.workspace lessons workspace
 	@# learners see Validate, not formgrader or the create-assignment tools (etc/jupyter/learner)
-	cd workspace && JUPYTER_CONFIG_DIR=$(CURDIR)/etc/jupyter/learner ../$(BIN)/jupyter lab $(LAB_FLAGS) START_HERE.ipynb
+	cd workspace && JUPYTER_CONFIG_PATH=$(CURDIR)/etc/jupyter/learner ../$(BIN)/jupyter lab $(LAB_FLAGS) START_HERE.ipynb
 
 # Instructors: JupyterLab at the course root with formgrader and the create-assignment tools.
 instructor: setup
-	JUPYTER_CONFIG_DIR=$(CURDIR)/etc/jupyter/instructor $(BIN)/jupyter lab $(LAB_FLAGS)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/etc/jupyter/instructor $(BIN)/jupyter lab $(LAB_FLAGS)
 
 # Regenerate lessons/ from solutions/ (nbgrader generate_assignment).
 lessons: setup

@@ -60,7 +60,7 @@ class LabServer:
         return f"{self.base}/{path.lstrip('/')}{'&' if '?' in path else '?'}token={self.token}"
 
     def start(self, timeout: float = 90) -> LabServer:
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(self.config_dir),
+        env = {**os.environ, "JUPYTER_CONFIG_PATH": str(self.config_dir),
                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
         env.pop("ATTNLAB_GRADING", None)
         args = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={self.port}",
