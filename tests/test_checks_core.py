@@ -559,3 +559,10 @@ def test_register_and_run(monkeypatch, capsys):
     with pytest.raises(CheckFailed, match="not doubling"):
         core.run("demo.double", lambda x: x + 1)
     assert len(seen) == 3
+
+
+def test_every_check_module_imports():
+    """Do all lessons' check modules import (a broken one would only cost its own lesson)?"""
+    from autograder.checks import BROKEN
+
+    assert BROKEN == {}
