@@ -169,7 +169,13 @@ def _resolve(spec: str) -> Any:
 
 
 def _code_of(obj: Any):
+    import inspect
+
     obj = getattr(obj, "__func__", obj)
+    try:  # a decorated kernel (e.g. @torch.no_grad()) shares its wrapper's code: unwrap it
+        obj = inspect.unwrap(obj)
+    except ValueError:
+        pass
     return getattr(obj, "__code__", None)
 
 
