@@ -131,10 +131,15 @@ def move_first_control(page, widget) -> None:
     """Nudge the explorer's first control: a slider, a dropdown, a toggle or a checkbox."""
     slider = widget.locator(".noUi-handle")
     if slider.count():
-        slider.first.focus()
-        for _ in range(5):
-            page.keyboard.press("ArrowRight")
-        return
+        handle = slider.first
+        handle.focus()
+        before = handle.get_attribute("aria-valuenow")
+        for key in ("ArrowRight", "ArrowLeft"):  # a slider may start at its maximum
+            for _ in range(3):
+                page.keyboard.press(key)
+            if handle.get_attribute("aria-valuenow") != before:
+                return
+        raise AssertionError("the explorer's slider did not move")
     select = widget.locator("select")
     if select.count():
         options = select.first.locator("option").all_inner_texts()
