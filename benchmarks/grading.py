@@ -79,6 +79,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0, help="0: one per core")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "GRADING.md"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    parser.add_argument("--solutions", action="store_true",
+                        help="also grade every lesson's solution notebook (full marks?)")
     args = parser.parse_args()
     _preflight()
     tmp = Path(tempfile.mkdtemp(prefix="attnlab-bench-grading-"))
@@ -154,9 +156,49 @@ gradebooks{'' if not wrong else f'; differ from the expected score: {wrong}'}.
 - `grade` includes its fixed start-up (registering the lesson, building the sandbox image, \
 forking each worker's pre-imported fork server), paid once per run.
 """
+    failures = []
+    if args.solutions:
+        table, failures = _solutions()
+        text += table
     Path(args.out).write_text(text)
     print(text)
-    return 0 if not differ and not wrong else 1
+    return 0 if not differ and not wrong and not failures else 1
+
+
+def _solutions() -> tuple[str, list[str]]:
+    """Every lesson's solution, graded alone by `grade`: full marks, in the sandbox?"""
+    from autograder.course import lessons
+
+    rows, failures = [], []
+    for lesson in lessons():
+        with tempfile.TemporaryDirectory(prefix="attnlab-bench-solution-") as tmp:
+            folder, course = Path(tmp) / "class", Path(tmp) / "course"
+            (folder / "solution").mkdir(parents=True)
+            course.mkdir()
+            shutil.copy(lesson.source, folder / "solution")
+            start = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "autograder", "grade", str(folder), "--lesson",
+                 lesson.number, "--course", str(course), "--out", str(course / "graded"),
+                 "--no-progress"], cwd=ROOT, capture_output=True, text=True, env=_env())
+            seconds = time.perf_counter() - start
+            import json
+
+            report = course / "graded" / "report.json"
+            result = json.loads(report.read_text())["learner_results"]["solution"] \
+                if report.exists() else {}
+            score, top = result.get("score"), result.get("max_score")
+            full = done.returncode == 0 and score is not None and score == top
+            if not full:
+                failures.append(lesson.name)
+            rows.append(f"| {lesson.name} | {score} / {top} | {seconds:.1f} | "
+                        f"{'yes' if full else '**no**'} |")
+            print(rows[-1], flush=True)
+    table = ("\nEvery lesson's solution notebook graded on its own by `grade` (sandboxed, "
+             "this lesson's reference withheld), `benchmarks/grading.py --solutions`:\n\n"
+             "| lesson | autograded score | seconds (whole run) | full marks |\n"
+             "|---|---|---:|---|\n" + "\n".join(rows) + "\n")
+    return table, failures
 
 
 if __name__ == "__main__":

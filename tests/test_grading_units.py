@@ -184,7 +184,7 @@ except Exception as e:
     print(type(e).__name__, e)
 print(c.REGISTRY["softmax.values"].compare)
 """)
-    assert "ReferenceWithheld softmax is withheld while lesson 01 is graded" in out
+    assert "ReferenceWithheld the course's own softmax is withheld while lesson 01 is graded" in out
     assert "None" in out
 
 

@@ -473,7 +473,7 @@ class SandboxedKernel:
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            if msg["msg_type"] in ("stream", "display_data", "execute_result", "error",
+            if msg.get("msg_type") in ("stream", "display_data", "execute_result", "error",
                                    "update_display_data"):
                 size = len(json.dumps(msg.get("content", {}), default=str))
                 used += size

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..course import ROOT, Lesson
 
-IMAGE_FORMAT = "4"
+IMAGE_FORMAT = "5"
 HERE = Path(__file__).resolve().parent
 
 # The exercise contract (COURSE.md, "Names and signatures"): what each lesson asks for.
@@ -57,8 +57,9 @@ class ReferenceWithheld(RuntimeError):
 
 def _withheld(name):
     return ReferenceWithheld(
-        f"{name} is withheld while lesson {_GRADED_LESSON:02d} is graded: it is this "
-        "lesson's exercise or a later one's. Write it yourself.")
+        f"the course's own {name} is withheld while lesson {_GRADED_LESSON:02d} is graded: it "
+        "is what this lesson (or a later one) asks you to write, so it cannot stand in for "
+        "yours. Outside grading it works as usual.")
 '''
 
 CORE_APPENDIX = '''
