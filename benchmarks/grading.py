@@ -132,7 +132,9 @@ def main() -> int:
     same = "yes" if not differ else f"**no** ({', '.join(differ)})"
     text = f"""## Grading
 
-Measured by `.venv/bin/python benchmarks/grading.py --learners {args.learners}` \
+Measured by `.venv/bin/python benchmarks/grading.py --learners {args.learners}\
+{' --workers ' + str(args.workers) if args.workers else ''}\
+{' --solutions' if args.solutions else ''}` \
 ({time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} CPUs, Python \
 {platform.python_version()}; `grade` with {workers} workers, sandbox mode `{sandbox}`). One run \
 each, wall clock, seconds. The class: {args.learners} learners of lesson 01 cycling through \
