@@ -30,3 +30,44 @@ c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
 # The kernel's own start-up log (e.g. its note on unencrypted local TCP) is not the learner's.
 c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
+
+# --- Grading a class: `python -m autograder grade` (autograder/grading/) -----------------
+# Each learner's notebook runs in a fresh sandboxed kernel with these limits (the command's
+# flags override them). Plain `nbgrader autograde` still works but runs learner code
+# unconfined, as the instructor: use `grade` for a class.
+c.Grading.cell_timeout = 120          # seconds per cell
+c.Grading.notebook_timeout = 900      # seconds per notebook
+c.Grading.memory_mb = 2048            # data memory per kernel
+c.Grading.processes = 64              # processes + threads per kernel
+c.Grading.output_mb = 8               # output per cell
+# A learner who deleted a test cell still gets it run (restored from the source); a
+# duplicated cell counts once (nbgrader's DeduplicateIds, always on in autograde).
+c.OverwriteCells.add_missing_cells = True
+try:
+    from nbgrader.preprocessors import (
+        CheckCellMetadata,
+        ClearOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
+    )
+
+    from autograder.grading.nbgrader_hooks import DropDuplicateIds
+
+    # nbgrader's DeduplicateIds, fixed to work with add_missing_cells
+    c.Autograde.sanitize_preprocessors = [ClearOutput, DropDuplicateIds, OverwriteKernelspec,
+                                          OverwriteCells, CheckCellMetadata]
+except ImportError:
+    c.OverwriteCells.add_missing_cells = False
+# Feedback (grade's, and nbgrader's own generate_feedback) never shows hidden tests: their
+# source is cut from test cells, tracebacks are reduced to their message, and a learner's
+# HTML/JavaScript output is sanitised.
+try:
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    from autograder.grading.nbgrader_hooks import HideHiddenTests
+
+    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
+    c.GenerateFeedback.HTMLExporter.sanitize_html = True
+except ImportError:  # the course package is not installed here: nbgrader's defaults
+    pass

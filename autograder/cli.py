@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebook", help="path to a lesson notebook (.ipynb), anywhere")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_check)
+    from .grading.command import add_parser as add_grade_parser  # grading a class
+
+    add_grade_parser(sub)
     args = parser.parse_args(argv)
     # nbgrader and traitlets log to stderr; the user reads our summary instead
     logging.disable(logging.WARNING)

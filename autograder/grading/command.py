@@ -1,0 +1,49 @@
+"""The ``grade`` subcommand's arguments (kept apart so ``cli.py`` stays small)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "grade", help="grade a class's submissions (sandboxed, parallel, resumable)",
+        description="Autograde a folder of submissions (<student>/<notebook>.ipynb or "
+                    "<student>/<lesson>/<notebook>.ipynb) or an LMS zip (Canvas, Moodle) "
+                    "with nbgrader, each learner in a fresh sandboxed kernel. Writes the "
+                    "gradebook, OUT/grades.csv, OUT/feedback/ and OUT/report.txt. "
+                    "Re-running resumes.")
+    p.add_argument("submissions", type=Path, help="a folder of learners, or an LMS zip")
+    p.add_argument("--lesson", help="the lesson's folder name (03_multi_head_attention) or "
+                                    "number (03); default: read from the notebooks")
+    p.add_argument("--workers", type=int, help="parallel kernels (default: one per core)")
+    p.add_argument("--timeout", type=float, help="seconds each cell may run (default 120)")
+    p.add_argument("--notebook-timeout", type=float,
+                   help="seconds a whole notebook may run (default 900)")
+    p.add_argument("--memory-mb", type=int, help="memory cap per kernel (default 2048)")
+    p.add_argument("--db", help="gradebook URL (default: sqlite gradebook.db in the course "
+                                "folder; e.g. postgresql://user:pass@host/db)")
+    p.add_argument("--out", type=Path, default=Path("graded"),
+                   help="where grades.csv, feedback/ and report.txt go (default ./graded)")
+    p.add_argument("--course", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--pattern", help="regex for LMS file names with a (?P<student_id>...) "
+                                     "group (default: Canvas and Moodle names)")
+    p.add_argument("--isolation", choices=["auto", "root", "userns", "none"],
+                   help="how to confine kernels (default auto: the strongest available)")
+    p.add_argument("--regrade", action="store_true",
+                   help="grade everyone again instead of resuming")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .pipeline import Options, grade
+
+    summary = grade(Options(
+        submissions=args.submissions, lesson=args.lesson, workers=args.workers,
+        timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+        memory_mb=args.memory_mb, db=args.db, out=args.out, course=args.course,
+        pattern=args.pattern, isolation=args.isolation, regrade=args.regrade,
+        progress=not args.no_progress))
+    return 3 if summary["failed"] else 0

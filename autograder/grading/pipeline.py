@@ -1,0 +1,692 @@
+"""``python -m autograder grade``: a class's submissions in, grades and feedback out.
+
+The run, in order:
+
+1. the lesson's source is registered in the gradebook (nbgrader ``generate_assignment`` in a
+   scratch folder, writing to the real gradebook; ``lessons/`` is never touched);
+2. the sandbox image is built and N workers start, each with its fork server;
+3. submissions are collected into ``submitted/`` (nbgrader ``zip_collect`` for an LMS zip)
+   and repaired (one readable notebook per learner, under the lesson's name);
+4. workers run each learner's notebook in a fresh sandboxed kernel and judge its test cells
+   (in parallel); this process, the only one that writes the gradebook, runs nbgrader's own
+   ``autograde`` for each learner as soon as its run is ready (the execution step splices in
+   the sandboxed run); workers then render the feedback with nbgrader's
+   ``generate_feedback``;
+5. ``grades.csv`` is nbgrader's CSV export of the gradebook; a summary table ends the run.
+
+Every finished step is in a journal (journal.py), so a killed run resumes where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..course import (
+    ROOT,
+    CourseError,
+    Lesson,
+    find_lesson,
+    lesson_of_notebook,
+    nbgrader_config,
+    run_nbgrader,
+)
+from .channel import Channel
+from .collect import Learner, collect_folder, collect_zip, repair
+from .db import check_connection, normalize_url, redact, restore_sqlite, share_engines, tune_sqlite
+from .image import build_image
+from .journal import Journal, RunLock
+from .settings import Grading
+
+log = logging.getLogger("attnlab.grade")
+
+
+@dataclass
+class Options:
+    submissions: Path
+    lesson: str | None = None
+    workers: int | None = None
+    timeout: float | None = None
+    notebook_timeout: float | None = None
+    memory_mb: int | None = None
+    db: str | None = None
+    out: Path = Path("graded")
+    course: Path | None = None
+    pattern: str | None = None
+    isolation: str | None = None
+    regrade: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    learner: Learner
+    status: str = "pending"  # graded | failed
+    reason: str = ""
+    events: list[str] = field(default_factory=list)
+    score: float | None = None
+    max_score: float | None = None
+    tests: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _guess_lesson(submissions: Path) -> Lesson:
+    import zipfile
+
+    import nbformat
+
+    names: list[tuple[str, bytes]] = []
+    if submissions.is_file():
+        with zipfile.ZipFile(submissions) as zf:
+            names = [(n, zf.read(n)) for n in zf.namelist() if n.endswith(".ipynb")][:20]
+    else:
+        names = [(str(p), p.read_bytes()) for p in sorted(submissions.rglob("*.ipynb"))[:20]]
+    for name, data in names:
+        try:
+            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+            return lesson_of_notebook(nb, Path(name).name)
+        except Exception:
+            continue
+    raise CourseError("cannot tell which lesson these submissions are: pass --lesson NN")
+
+
+def _find_lesson(course: Path, key: str) -> Lesson:
+    """A lesson of this course folder (its own solutions/ first, then the repository's)."""
+    from ..course import LESSON_NAME
+
+    own = course / "solutions"
+    if course.resolve() != ROOT.resolve() and own.is_dir():
+        key = key.strip().rstrip("/")
+        for path in sorted(own.iterdir()):
+            if path.is_dir() and LESSON_NAME.match(path.name) and (
+                    key in (path.name, path.name[:2]) or
+                    (key.isdigit() and int(key) == int(path.name[:2]))):
+                return Lesson(path.name)
+    return find_lesson(key)
+
+
+def _ensure_source(course: Path, lesson: Lesson) -> Path:
+    source = course / "solutions" / lesson.name
+    if not (source / f"{lesson.name}.ipynb").exists():
+        if course.resolve() == ROOT.resolve():
+            raise CourseError(f"{source}: the lesson's source is missing")
+        shutil.copytree(lesson.source_dir, source, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return source
+
+
+def _source_checksums(db_url: str, course_id: str, lesson: Lesson) -> dict[str, str] | None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, course_id) as gb:
+        try:
+            notebook = gb.find_notebook(lesson.name, lesson.name)
+        except MissingEntry:
+            return None
+        return {c.name: c.checksum for c in notebook.source_cells}
+
+
+def _ensure_assignment(course: Path, lesson: Lesson, config, state: Path) -> Path:
+    """Register the lesson in the gradebook, unless it is there with this very source.
+
+    The release is generated in a scratch folder against a scratch gradebook (``lessons/``
+    and the real gradebook are not touched); only if the real gradebook lacks the lesson or
+    holds other source cells is it regenerated there. A shared gradebook (PostgreSQL) thus
+    sees no writes from a second run of the same lesson.
+    """
+    db_url = config.CourseDirectory.db_url
+    course_id = config.CourseDirectory.course_id
+    source = course / "solutions" / lesson.name
+    digest = hashlib.sha256(db_url.encode())
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(source)).encode() + path.read_bytes())
+    stamp = state / "assignment.stamp"
+    release = state / "release.ipynb"
+    if release.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest() and \
+            _source_checksums(db_url, course_id, lesson) is not None:
+        return release
+    with tempfile.TemporaryDirectory(prefix="attnlab-generate-") as tmp:
+        scratch = Path(tmp)
+        shutil.copytree(source, scratch / "solutions" / lesson.name,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        cfg = nbgrader_config(scratch)
+        run_nbgrader("generate_assignment", cfg, assignment_id=lesson.name, force=True,
+                     create=True)
+        shutil.copyfile(scratch / "lessons" / lesson.name / f"{lesson.name}.ipynb", release)
+        want = _source_checksums(cfg.CourseDirectory.db_url, course_id, lesson)
+        for attempt in range(3):
+            if _source_checksums(db_url, course_id, lesson) == want:
+                break
+            cfg.CourseDirectory.db_url = db_url
+            try:
+                run_nbgrader("generate_assignment", cfg, assignment_id=lesson.name,
+                             force=True, create=True)
+            except CourseError:
+                if attempt == 2:  # another run registering it at the same moment
+                    raise
+                time.sleep(1.0 + attempt)
+    stamp.write_text(digest.hexdigest())
+    return release
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+class WorkerProc:
+    def __init__(self, index: int, cfg: dict, log_path: Path):
+        up_r, up_w = os.pipe()    # worker -> grader
+        down_r, down_w = os.pipe()  # grader -> worker
+        self.index = index
+        self.cfg = cfg
+        self._log = open(log_path, "ab")
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.grading.worker", str(down_r), str(up_w)],
+            pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=self._log, cwd=str(ROOT), env=env)
+        os.close(down_r)
+        os.close(up_w)
+        self.channel = Channel(up_r, down_w)
+        self.channel.send(cfg)
+        self.tasks: list[dict] = []
+        self.info: dict = {}
+
+    def fileno(self) -> int:
+        return self.channel.fileno()
+
+    def send(self, task: dict) -> None:
+        self.tasks.append(task)
+        self.channel.send(task)
+
+    def close(self) -> None:
+        try:
+            self.channel.send({"type": "stop"})
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.channel.close()
+        self._log.close()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class Run:
+    def __init__(self, opts: Options, echo=print):
+        self.opts = opts
+        self.echo = echo
+        self.course = (opts.course or ROOT).resolve()
+        submissions = opts.submissions.resolve()
+        if not submissions.exists():
+            raise CourseError(f"{opts.submissions}: no such file or folder")
+        self.submissions = submissions
+        self.course.mkdir(parents=True, exist_ok=True)
+        self.lesson = _find_lesson(self.course, opts.lesson) if opts.lesson else \
+            _guess_lesson(submissions)
+        self.config = nbgrader_config(self.course)
+        if opts.db:
+            self.config.CourseDirectory.db_url = normalize_url(opts.db)
+        self.db_url = self.config.CourseDirectory.db_url
+        self.settings = Grading(config=self.config)
+        for name, value in (("workers", opts.workers), ("cell_timeout", opts.timeout),
+                            ("notebook_timeout", opts.notebook_timeout),
+                            ("memory_mb", opts.memory_mb), ("isolation", opts.isolation)):
+            if value is not None:
+                setattr(self.settings, name, value)
+        self.out = (opts.out if opts.out.is_absolute() else Path.cwd() / opts.out).resolve()
+        self.state = self.course / ".grading" / self.lesson.name
+        self.results = self.state / "results"
+        self.outcomes: dict[str, Outcome] = {}
+        self.workers: list[WorkerProc] = []
+        self.mode = "?"
+        self.mode_why = ""
+        self.started = time.monotonic()
+        self._task_id = 0
+
+    # -- entry point
+    def run(self) -> dict:
+        tune_sqlite(wal=True)
+        os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
+        share_engines()
+        bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
+        if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        for path in (self.state, self.results, self.out):
+            path.mkdir(parents=True, exist_ok=True)
+        check_connection(self.db_url)
+        with RunLock(self.state / "lock"):
+            _ensure_source(self.course, self.lesson)
+            image, image_warnings = build_image(self.lesson, self.course / ".grading" /
+                                                "images")
+            self._start_workers(image)  # they warm up while we prepare the gradebook
+            try:
+                self.release = _ensure_assignment(self.course, self.lesson, self.config,
+                                                  self.state)
+                learners = self._collect()
+                self._await_workers()
+                self.journal = Journal(self.state / "journal.jsonl")
+                try:
+                    self._grade_all(learners)
+                finally:
+                    self.journal.close()
+            finally:
+                for worker in self.workers:
+                    worker.close()
+                shutil.rmtree(getattr(self, "scratch", "/nonexistent"), ignore_errors=True)
+                restore_sqlite(self.db_url)
+            for warning in image_warnings:
+                self.echo(f"note: {warning}")
+            self._export()
+            summary = self._summary()
+        self._hand_back()
+        return summary
+
+    def _hand_back(self) -> None:
+        """Run with sudo: give the files this run made back to the instructor."""
+        uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+        if os.geteuid() != 0 or not uid or not uid.isdigit():
+            return
+        uid, gid = int(uid), int(gid or uid)
+        paths = [self.course / name for name in ("gradebook.db", "submitted", "autograded",
+                                                 "feedback", "downloaded", ".grading")]
+        paths.append(self.out)
+        for top in paths:
+            if not top.exists():
+                continue
+            for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+                try:
+                    os.lchown(path, uid, gid)
+                except OSError:
+                    pass
+
+    # -- workers
+    def _start_workers(self, image: Path) -> None:
+        n = self.settings.resolved_workers()
+        for stale in Path(tempfile.gettempdir()).glob("alab-*-*"):  # left by a killed run
+            pid = stale.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(stale, ignore_errors=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"alab-{os.getpid()}-"))
+        scratch.chmod(0o755)
+        self.scratch = scratch
+        base = self.settings.uid_base + (os.getpid() % 100_000) * 16
+        limits = {"cell_timeout": self.settings.cell_timeout,
+                  "notebook_timeout": self.settings.notebook_timeout,
+                  "memory_mb": self.settings.memory_mb,
+                  "processes": self.settings.processes,
+                  "output_mb": self.settings.output_mb, "tmpfs_mb": self.settings.tmpfs_mb}
+        for i in range(n):
+            slot = scratch / f"w{i}"
+            slot.mkdir()
+            cfg = {"course": str(self.course), "lesson": self.lesson.name,
+                   "results": str(self.results), "out": str(self.out), "image": str(image),
+                   "isolation": self.settings.isolation, "limits": limits,
+                   "slot": str(slot), "uid": base + i, "db_url": self.db_url,
+                   "nbgrader_config": self.config, "python": sys.executable,
+                   "log": str(self.state / f"worker{i}.log")}
+            self.workers.append(WorkerProc(i, cfg, self.state / f"worker{i}.log"))
+
+    def _await_workers(self) -> None:
+        for worker in self.workers:
+            try:
+                info = worker.channel.recv()
+            except EOFError:
+                info = {"error": "the worker exited while starting (see "
+                                 f"{self.state / f'worker{worker.index}.log'})"}
+            if "error" in info:
+                raise CourseError(f"a grading worker could not start: {info['error']}")
+            worker.info = info
+        self.mode, self.mode_why = self.workers[0].info["mode"], self.workers[0].info["why"]
+        if self.mode != "root":
+            self.echo(_isolation_warning(self.mode, self.mode_why), file=sys.stderr)
+
+    def _collect(self) -> dict[str, Learner]:
+        originals = self.state / "originals"
+        if self.submissions.is_file():
+            learners = collect_zip(self.submissions, self.lesson, self.course, self.config,
+                                   self.opts.pattern)
+        else:
+            learners = collect_folder(self.submissions, self.lesson, self.course)
+        if not learners:
+            raise CourseError(f"{self.opts.submissions}: no learners' submissions found")
+        notes_path = self.state / "notes.json"
+        stored = json.loads(notes_path.read_text()) if notes_path.exists() else {}
+        for learner in learners.values():
+            repair(learner, self.lesson, self.course, self.release, originals)
+            target = self._notebook(learner.student)
+            sha = _sha(target)
+            previous = stored.get(learner.student, {})
+            if not learner.notes and previous.get("sha") == sha:
+                learner.notes = previous.get("notes", [])
+            stored[learner.student] = {"sha": sha, "notes": learner.notes}
+        tmp = notes_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, indent=1))
+        os.replace(tmp, notes_path)
+        return learners
+
+    def _notebook(self, student: str) -> Path:
+        return self.course / "submitted" / student / self.lesson.name / \
+            f"{self.lesson.name}.ipynb"
+
+    # -- the main loop
+    def _grade_all(self, learners: dict[str, Learner]) -> None:
+        from nbgrader.api import Gradebook
+
+        self.shas = {s: _sha(self._notebook(s)) for s in learners}
+        self.outcomes = {s: Outcome(lr) for s, lr in learners.items()}
+        execute, autograde, feedback = deque(), deque(), deque()
+        with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
+            complete = {s: self._in_gradebook(gb, s) for s in learners}
+        for student in sorted(learners):
+            sha = self.shas[student]
+            if self.opts.regrade:
+                self.journal.forget(student)
+                (self.results / f"{student}.json").unlink(missing_ok=True)
+            graded = self.journal.has(student, sha, "graded") and complete[student]
+            if graded and self.journal.has(student, sha, "feedback") and \
+                    self._feedback_exists(student):
+                self._finish(student)
+            elif graded:
+                feedback.append(student)
+            elif self._cached(student):  # run before a kill: nbgrader checks it still fits
+                autograde.append(student)
+            else:
+                execute.append(student)
+        self.queues = (execute, autograde, feedback)
+        self.converter = self._converter()
+        total = len(learners)
+        bar = _progress(total, self.opts.progress, self.lesson.name)
+        bar.update(sum(o.status != "pending" for o in self.outcomes.values()))
+        try:
+            while any(o.status == "pending" for o in self.outcomes.values()):
+                self._feed_workers()
+                self._drain(timeout=0)
+                if autograde:
+                    self._autograde(autograde.popleft())
+                else:
+                    self._drain(timeout=1.0)
+                done = sum(o.status != "pending" for o in self.outcomes.values())
+                bar.update(done - bar.n)
+                failed = sum(o.status == "failed" for o in self.outcomes.values())
+                if failed:
+                    bar.set_postfix_str(f"{failed} failed")
+        finally:
+            bar.close()
+
+    def _feed_workers(self) -> None:
+        execute, _, feedback = self.queues
+        for worker in self.workers:
+            while len(worker.tasks) < 2 and (feedback or execute):
+                if feedback:
+                    task = {"type": "feedback", "student": feedback.popleft()}
+                else:
+                    task = {"type": "execute", "student": execute.popleft()}
+                self._task_id += 1
+                task["id"] = self._task_id
+                worker.send(task)
+
+    def _drain(self, timeout: float, want: int | None = None):
+        """Handle worker replies (waiting up to ``timeout`` for the first); with ``want``,
+        keep going until that task's reply arrives (or the time is up) and return it."""
+        end = time.monotonic() + timeout
+        while True:
+            busy = [w for w in self.workers if w.tasks]
+            if not busy:
+                return None
+            readable, _, _ = select.select(busy, [], [], max(0.0, end - time.monotonic()))
+            for worker in readable:
+                try:
+                    reply = worker.channel.recv()
+                except EOFError:
+                    self._worker_died(worker)
+                    continue
+                worker.tasks = [t for t in worker.tasks if t["id"] != reply.get("id")]
+                if want is not None and reply.get("id") == want:
+                    return reply
+                self._handle(reply)
+            if want is None or time.monotonic() >= end:
+                return None
+
+    def _worker_died(self, worker: WorkerProc) -> None:
+        tasks, worker.tasks = worker.tasks, []
+        index = self.workers.index(worker)
+        worker.close()
+        replacement = WorkerProc(worker.index, worker.cfg, self.state /
+                                 f"worker{worker.index}.log")
+        info = replacement.channel.recv()
+        replacement.info = info
+        self.workers[index] = replacement
+        for task in tasks:
+            student = task["student"]
+            attempts = task.get("attempts", 0) + 1
+            if attempts >= 2:
+                self._fail(student, "the grading worker crashed twice on this submission")
+                continue
+            task = dict(task, attempts=attempts)
+            self._task_id += 1
+            task["id"] = self._task_id
+            replacement.send(task)
+
+    def _handle(self, reply: dict) -> None:
+        student = reply.get("student")
+        if student not in self.outcomes or self.outcomes[student].status != "pending":
+            return
+        _, autograde, _ = self.queues
+        if reply["type"] == "execute":
+            if reply.get("ok"):
+                self.journal.record(student, self.shas[student], "executed",
+                                    seconds=round(reply.get("seconds", 0), 3))
+                autograde.append(student)
+            else:
+                self._fail(student, reply.get("error", "could not run the notebook"))
+        elif reply["type"] == "feedback":
+            if reply.get("ok"):
+                self.journal.record(student, self.shas[student], "feedback")
+            else:
+                self.outcomes[student].events.append(
+                    f"feedback could not be rendered: {reply.get('error', '?')}")
+            self._finish(student)
+
+    def _fail(self, student: str, reason: str) -> None:
+        outcome = self.outcomes[student]
+        outcome.status, outcome.reason = "failed", reason.splitlines()[0][:300]
+
+    def _finish(self, student: str) -> None:
+        self.outcomes[student].status = "graded"
+
+    def _cached(self, student: str) -> bool:
+        return (self.results / f"{student}.json").exists()
+
+    def _feedback_exists(self, student: str) -> bool:
+        folder = self.out / "feedback" / student / self.lesson.name
+        return (folder / f"{self.lesson.name}.html").exists()
+
+    def _in_gradebook(self, gb, student: str) -> bool:
+        """Does the gradebook hold a complete autograde of this learner?"""
+        from nbgrader.api import MissingEntry
+
+        autograded = self.course / "autograded" / student / self.lesson.name / \
+            f"{self.lesson.name}.ipynb"
+        if not autograded.exists():
+            return False
+        try:
+            sub = gb.find_submission_notebook(self.lesson.name, self.lesson.name, student)
+        except MissingEntry:
+            return False
+        return all(g.auto_score is not None or g.cell.cell_type == "markdown"
+                   for g in sub.grades)
+
+    # -- nbgrader autograde, in this process only
+    def _converter(self):
+        from nbconvert.preprocessors import ClearMetadataPreprocessor
+        from nbgrader.converters import Autograde
+        from nbgrader.coursedir import CourseDirectory
+        from nbgrader.preprocessors import (
+            AssignLatePenalties,
+            CheckCellMetadata,
+            IgnorePattern,
+            LimitOutput,
+            SaveAutoGrades,
+        )
+
+        from .nbgrader_hooks import SandboxedExecute
+
+        config = self.config.copy()
+        config.SandboxedExecute.results_dir = str(self.results)
+        config.Autograde.autograde_preprocessors = [
+            SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+            SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+        config.Autograde.create_student = True
+        coursedir = CourseDirectory(config=config)
+        coursedir.assignment_id = self.lesson.name
+        converter = Autograde(coursedir=coursedir, config=config)
+        converter.force = True
+        SandboxedExecute.execute_now = self._execute_now
+        return converter
+
+    def _execute_now(self, student: str, nb):
+        """nbgrader's notebook differs from the one run ahead: run this one, now."""
+        worker = min(self.workers, key=lambda w: len(w.tasks))
+        self._task_id += 1
+        task = {"type": "execute", "student": student, "id": self._task_id,
+                "notebook": json.loads(json.dumps(nb))}
+        worker.send(task)
+        reply = None
+        while reply is None:
+            reply = self._drain(timeout=5.0, want=task["id"])
+            if reply is None and worker.proc.poll() is not None:
+                raise RuntimeError("the grading worker died")
+        if not reply.get("ok"):
+            raise RuntimeError(reply.get("error", "could not run the notebook"))
+        self.journal.record(student, self.shas[student], "executed",
+                            seconds=round(reply.get("seconds", 0), 3))
+        return reply["notebook"]
+
+    def _autograde(self, student: str) -> None:
+        from nbgrader.api import Gradebook
+        from nbgrader.converters.base import NbGraderException
+
+        outcome = self.outcomes[student]
+        learner = outcome.learner
+        with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
+            fields = {k: v for k, v in (("first_name", learner.first_name),
+                                        ("last_name", learner.last_name)) if v}
+            gb.update_or_create_student(student, **fields)
+        errors: list[str] = []
+        handler = _Capture(errors)
+        self.converter.log.addHandler(handler)
+        self.converter.coursedir.student_id = student
+        try:
+            self.converter.start()
+        except (NbGraderException, SystemExit, Exception) as exc:  # noqa: B014
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.converter.log.removeHandler(handler)
+        with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
+            complete = self._in_gradebook(gb, student)
+        if not complete:
+            cause = next((e for e in errors if "Traceback" not in e), errors[0] if errors
+                         else "nbgrader autograde did not finish")
+            self._fail(student, f"nbgrader autograde failed: {cause}")
+            return
+        self.journal.record(student, self.shas[student], "graded")
+        self.queues[2].append(student)
+
+    # -- results
+    def _export(self) -> None:
+        from nbgrader.api import Gradebook
+        from nbgrader.plugins import CsvExportPlugin
+
+        target = self.out / "grades.csv"
+        tmp = self.out / ".grades.csv.tmp"
+        plugin = CsvExportPlugin(config=self.config)
+        plugin.to = str(tmp)
+        with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
+            plugin.export(gb)
+            for student, outcome in self.outcomes.items():
+                self._scores(gb, student, outcome)
+        os.replace(tmp, target)
+
+    def _scores(self, gb, student: str, outcome: Outcome) -> None:
+        from nbgrader.api import MissingEntry
+
+        try:
+            sub = gb.find_submission_notebook(self.lesson.name, self.lesson.name, student)
+        except MissingEntry:
+            return
+        auto = [g for g in sub.grades if g.cell.cell_type == "code"]
+        outcome.tests = {g.name: (g.auto_score, float(g.max_score)) for g in auto}
+        outcome.score = float(sum(g.auto_score or 0 for g in auto))
+        outcome.max_score = float(sum(g.max_score for g in auto))
+        path = self.results / f"{student}.json"
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            outcome.events = data.get("events", []) + outcome.events
+            if data.get("untrusted"):
+                outcome.events.append("test cells judged in the learner's kernel (not "
+                                      "check-only): " + ", ".join(data["untrusted"]))
+
+    def _summary(self) -> dict:
+        from .report import write_report
+
+        return write_report(self, self.echo)
+
+
+class _Capture(logging.Handler):
+    def __init__(self, sink: list[str]):
+        super().__init__(logging.ERROR)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage().strip().splitlines()[-1][:300]
+                         if record.getMessage().strip() else "")
+
+
+def _isolation_warning(mode: str, why: str) -> str:
+    bar = "!" * 78
+    if mode == "userns":
+        text = ("learner code runs in user namespaces as YOUR uid (no privileges, no network, "
+                "no view of your files). Run as root for a separate uid per kernel.")
+    else:
+        text = ("learner code is NOT isolated: it runs as you and can read your files, "
+                "the gradebook and the network. Only rlimits and timeouts apply. Grade "
+                "untrusted submissions as root on Linux (or where user namespaces work).")
+    return f"{bar}\nWARNING: sandbox mode '{mode}'{f' ({why})' if why else ''}:\n{text}\n{bar}"
+
+
+def _progress(total: int, enabled: bool, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"grading {name}", unit="learner", file=sys.stderr,
+                disable=not enabled, dynamic_ncols=True, mininterval=0.5)
+
+
+def grade(opts: Options, echo=print) -> dict:
+    return Run(opts, echo).run()
+
+
+def _redacted_db(url: str) -> str:
+    return redact(url)

@@ -1,0 +1,225 @@
+"""A grading worker: one process, one fork server, one learner at a time.
+
+The main process hands it learners; for each it sanitises the submission with nbgrader's
+own preprocessors (reading the gradebook), runs it in a fresh sandboxed kernel, judges the
+test cells in this (trusted) process and leaves the result, atomically, where the main
+process's nbgrader autograde will pick it up. It also renders feedback with nbgrader's
+``GenerateFeedback`` once a learner's grades are in the gradebook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import nbformat
+
+from .executor import Limits, SandboxedKernel, SandboxError, Zygote
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Worker:
+    def __init__(self, cfg: dict):
+        from traitlets.config import Config
+
+        self.cfg = cfg
+        self.course = Path(cfg["course"])
+        self.lesson = cfg["lesson"]
+        self.results = Path(cfg["results"])
+        self.limits = Limits(**cfg["limits"])
+        self.slot = Path(cfg["slot"])
+        self.uid = int(cfg["uid"])
+        self.config = Config(cfg["nbgrader_config"])
+        self.zygote: Zygote | None = None
+
+    # -- fork server
+    def start_zygote(self) -> Zygote:
+        if self.zygote is None or not self.zygote.alive():
+            if self.zygote is not None:
+                self.zygote.close()
+            self.zygote = Zygote(Path(self.cfg["image"]), self.cfg["isolation"],
+                                 log=Path(self.cfg["log"]))
+        return self.zygote.wait_ready()
+
+    # -- sanitise exactly as nbgrader autograde will
+    def sanitize(self, student: str):
+        from nbgrader.converters import Autograde
+
+        path = self.course / "submitted" / student / self.lesson / f"{self.lesson}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        resources = {"nbgrader": {"notebook": self.lesson, "assignment": self.lesson,
+                                  "student": student, "db_url": self.cfg["db_url"]},
+                     "metadata": {"path": str(path.parent)}}
+        configured = self.config.get("Autograde", {}).get("sanitize_preprocessors")
+        default = Autograde.class_traits()["sanitize_preprocessors"].default()
+        for cls in configured or default:
+            nb, resources = cls(config=self.config).preprocess(nb, resources)
+        return nb
+
+    def _files(self, student: str) -> Path:
+        """The submission's folder as nbgrader autograde lays it out, minus notebooks."""
+        files = self.slot / "files"
+        shutil.rmtree(files, ignore_errors=True)
+        files.mkdir(parents=True)
+        for base in (self.course / "submitted" / student / self.lesson,
+                     self.course / "solutions" / self.lesson):
+            if not base.is_dir():
+                continue
+            for item in base.rglob("*"):
+                rel = item.relative_to(base)
+                if item.suffix == ".ipynb" or item.is_symlink() or any(
+                        p.startswith(".") or p == "__pycache__" for p in rel.parts):
+                    continue
+                if item.is_file():
+                    (files / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(item, files / rel)
+        return files
+
+    def execute(self, student: str, nb_json: dict | None = None) -> dict:
+        from .nbgrader_hooks import fingerprint
+        from .verdict import judge_notebook
+
+        t0 = time.perf_counter()
+        nb = nbformat.from_dict(nb_json) if nb_json is not None else self.sanitize(student)
+        files = self._files(student)
+        t1 = time.perf_counter()
+        last_error = ""
+        for attempt in range(3):
+            zygote = self.start_zygote()
+            kernel = SandboxedKernel(zygote, self.slot, self.uid, self.limits)
+            try:
+                kernel.start(files)
+                run = kernel.run(nb)
+                break
+            except SandboxError as exc:
+                last_error = str(exc)
+                if not zygote.alive() or attempt == 1:
+                    zygote.close()
+                    self.zygote = None
+                time.sleep(0.2 * (attempt + 1))
+            finally:
+                kernel.close()
+        else:
+            return {"ok": False, "error": last_error or "could not start a kernel"}
+        t2 = time.perf_counter()
+        verdicts = judge_notebook(nb, self.lesson[:2])
+        t3 = time.perf_counter()
+        result = {
+            "student": student, "fingerprint": fingerprint(nb), "notebook": nb,
+            "events": run.events, "seconds": round(run.seconds, 3),
+            "untrusted": [v.grade_id for v in verdicts if not v.trusted],
+        }
+        write_atomic(self.results / f"{student}.json", json.dumps(result))
+        print(f"execute {student}: prepare {t1 - t0:.3f}s kernel {t2 - t1:.3f}s (run "
+              f"{run.seconds:.3f}s) judge {t3 - t2:.3f}s write {time.perf_counter() - t3:.3f}s",
+              file=sys.stderr, flush=True)
+        return {"ok": True, "events": run.events, "seconds": run.seconds,
+                "untrusted": result["untrusted"], "notebook": nb if nb_json else None}
+
+    def feedback(self, student: str) -> dict:
+        started = time.perf_counter()
+        from nbgrader.converters import GenerateFeedback
+        from nbgrader.coursedir import CourseDirectory
+
+        coursedir = CourseDirectory(config=self.config)
+        coursedir.assignment_id = self.lesson
+        coursedir.student_id = student
+        converter = GenerateFeedback(coursedir=coursedir, config=self.config)
+        converter.force = True
+        converter.start()
+        src = self.course / "feedback" / student / self.lesson
+        out = Path(self.cfg["out"]) / "feedback" / student / self.lesson
+        if src.resolve() != out.resolve():
+            out.mkdir(parents=True, exist_ok=True)
+            for html in src.glob("*.html"):
+                tmp = out / f".{html.name}.tmp"
+                shutil.copyfile(html, tmp)
+                os.replace(tmp, out / html.name)
+        print(f"feedback {student}: {time.perf_counter() - started:.3f}s", file=sys.stderr,
+              flush=True)
+        return {"ok": True}
+
+
+def worker_main(conn, cfg: dict) -> None:
+    """Entry point of a worker process (``python -m autograder.grading.worker R W``)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # die with the grader
+    except Exception:
+        pass
+    os.environ["PATH"] = os.path.dirname(cfg["python"]) + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
+    try:
+        os.nice(5)  # the main process (the only gradebook writer) is the critical path
+    except OSError:
+        pass
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    from .db import share_engines, tune_sqlite
+
+    tune_sqlite()
+    share_engines()
+    worker = Worker(cfg)
+    try:
+        # the fork server imports torch & co. in the background while we import nbgrader
+        worker.zygote = Zygote(Path(cfg["image"]), cfg["isolation"], log=Path(cfg["log"]))
+        import nbgrader.converters  # noqa: F401
+        import nbgrader.preprocessors  # noqa: F401
+
+        from . import nbgrader_hooks, trusted, verdict  # noqa: F401
+
+        trusted.load(cfg["lesson"][:2])
+        zygote = worker.start_zygote()
+        conn.send({"type": "ready", "mode": zygote.mode, "why": zygote.why,
+                   "missing": zygote.missing})
+    except Exception as exc:
+        conn.send({"type": "ready", "error": f"{type(exc).__name__}: {exc}"})
+        return
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            break
+        if task.get("type") == "stop":
+            break
+        reply = {"type": task["type"], "id": task.get("id"), "student": task.get("student")}
+        try:
+            if task["type"] == "execute":
+                reply.update(worker.execute(task["student"], task.get("notebook")))
+            elif task["type"] == "feedback":
+                reply.update(worker.feedback(task["student"]))
+        except Exception as exc:  # an infrastructure failure for this learner only
+            reply.update(ok=False, error=f"{type(exc).__name__}: {exc}",
+                         trace=traceback.format_exc()[-2000:])
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            break
+    if worker.zygote is not None:
+        worker.zygote.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .channel import Channel
+
+    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
+    worker_main(channel, channel.recv())

@@ -1,0 +1,144 @@
+"""The fork server: one per grading worker, a fresh kernel per submission.
+
+Started by a worker as ``python <image>/_attnlab_zygote.py '<json settings>'`` with a clean
+environment, it imports what every lesson needs (numpy, torch, matplotlib, ipykernel, the
+record half of the checks, attnlab) once, and then only forks. It never runs learner code
+and never holds anything secret: it was exec'd, not forked from the grader, so no database
+URL, reference kernel or solution is in its memory. Each fork confines itself
+(``sandbox.py``) and becomes that learner's IPython kernel; nothing passes from one
+learner's kernel to another's.
+
+Forking after torch has run a parallel op can hang the child, so this process never runs
+one: it imports torch with every thread pool sized to one and checks that it is still
+single-threaded before each fork.
+
+Protocol (JSON lines): stdout first says ``{"ready": ...}``; then each stdin request
+``{"op": "spawn", "id": n, "spec": {...}}`` is answered ``{"id": n, "pid": kernel_pid}``
+or ``{"id": n, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import _attnlab_sandbox as sandbox  # copied into the image next to this file
+
+PRELOAD = (
+    "numpy", "torch", "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
+    "scipy.special", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel",
+    "ipykernel.zmqshell", "ipywidgets", "autograder.checks", "attnlab", "attnlab.plots",
+    "attnlab.data",
+)
+
+
+def _preload(extra: list[str]) -> list[str]:
+    missing = []
+    for name in (*PRELOAD, *extra):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an optional library, or a lesson module with a bug
+            missing.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    return missing
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _run_kernel(spec: dict) -> None:
+    """In the confined grandchild: become this learner's IPython kernel."""
+    import random
+
+    import numpy
+
+    random.seed()  # a fresh process would have fresh global streams
+    numpy.random.seed()
+    from ipykernel.kernelapp import IPKernelApp
+
+    app = IPKernelApp.instance()
+    app.initialize(["-f", spec["connection_file"], "--IPKernelApp.log_level=ERROR",
+                    "--HistoryManager.hist_file=:memory:", "--HistoryManager.enabled=False"])
+    import autograder.checks
+
+    autograder.checks.snapshot()  # the recorder as it is before any learner code runs
+    app.start()
+
+
+def _spawn(spec: dict) -> dict:
+    if _threads() != 1:
+        return {"error": f"the fork server has {_threads()} threads; refusing to fork"}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            sandbox.confine_and_fork(spec, lambda p: os.write(write, f"pid {p}\n".encode()))
+            _run_kernel(spec)
+            os._exit(0)
+        except BaseException as exc:  # noqa: BLE001
+            message = f"error {type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+            try:
+                os.write(write, (message + "\n").encode())
+            except OSError:
+                pass
+            try:
+                with open(os.path.join(sandbox.SANDBOX_RUN, "startup-error"), "w") as fh:
+                    fh.write(message)
+            except OSError:
+                pass
+            os._exit(70)
+    os.close(write)
+    data = b""
+    deadline = time.monotonic() + 30
+    while b"\n" not in data and time.monotonic() < deadline:
+        chunk = os.read(read, 1024)
+        if not chunk:
+            break
+        data += chunk
+    os.close(read)
+    line = data.split(b"\n", 1)[0].decode(errors="replace")
+    if line.startswith("pid "):
+        return {"pid": int(line[4:]), "middle": pid}
+    return {"error": line[6:] if line.startswith("error ") else "the sandbox did not start"}
+
+
+def main() -> None:
+    settings = json.loads(sys.argv[1])
+    out = sys.stdout
+    sys.stdout = sys.stderr  # only protocol lines on the real stdout
+    mode, why = sandbox.probe_mode(settings.get("isolation", "auto"))
+    missing = _preload(settings.get("preload", []))
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # middles are reaped automatically
+    import _attnlab_sandbox  # noqa: F401  (already imported; keeps the name bound)
+
+    out.write(json.dumps({"ready": True, "mode": mode, "why": why, "missing": missing,
+                          "threads": _threads()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            continue
+        if request.get("op") == "spawn":
+            spec = dict(request["spec"], mode=mode)
+            reply = _spawn(spec)
+        elif request.get("op") == "exit":
+            break
+        else:
+            reply = {"error": f"unknown op {request.get('op')!r}"}
+        reply["id"] = request.get("id")
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Submissions for the grading tests and benchmark (honest, wrong and hostile)."""

@@ -1,0 +1,127 @@
+"""Is a sandboxed kernel what the grader promises: confined, capped, and always answering?"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import nbformat
+import pytest
+
+from autograder.course import ROOT, find_lesson
+from autograder.grading import sandbox
+from autograder.grading.executor import Limits, SandboxedKernel, Zygote
+from autograder.grading.image import build_image
+
+pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-executor")]
+
+
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+    mode, why = sandbox.probe_mode()
+    if mode == "none":
+        pytest.skip(f"sandboxing kernels needs root or user namespaces ({why})")
+    folder = tmp_path_factory.mktemp("zygote")
+    image, _ = build_image(find_lesson("01"), folder / "images")
+    os.environ["ATTNLAB_TEST_SECRET"] = "do-not-leak"  # the grader's environment
+    server = Zygote(image, log=folder / "zygote.log").wait_ready()
+    yield server, folder
+    server.close()
+
+
+def _run(zygote, cells: list[str], **limits):
+    server, folder = zygote
+    slot = folder / f"slot{len(list(folder.glob('slot*')))}"
+    (slot / "files").mkdir(parents=True)
+    (slot / "files" / "data.txt").write_text("the learner's own file")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    kernel = SandboxedKernel(server, slot, 1_900_000 + os.getpid() % 1000, Limits(**limits))
+    try:
+        kernel.start(slot / "files")
+        result = kernel.run(nb)
+    finally:
+        kernel.close()
+    return nb, result
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") or o.get("evalue", "") for o in cell.outputs)
+
+
+def test_the_kernel_sees_only_its_submission(zygote):
+    """Does learner code run unprivileged, offline, alone, read-only outside its home?"""
+    nb, result = _run(zygote, [
+        "import os, json, socket\n"
+        "facts = {'uid': os.getuid(), 'home': os.getcwd(), 'files': sorted(os.listdir('.')),\n"
+        "         'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
+        "         'secret': os.environ.get('ATTNLAB_TEST_SECRET'),\n"
+        "         'in_root': sorted(os.listdir('/root')) if os.path.isdir('/root') else [],\n"
+        "         'nics': sorted(n for _, n in socket.if_nameindex())}\n"
+        "for path in ('/usr/evil', '/etc/evil', os.path.dirname(os.__file__) + '/evil'):\n"
+        "    try:\n        open(path, 'w')\n        facts.setdefault('wrote', []).append(path)\n"
+        "    except OSError:\n        pass\n"
+        "print(json.dumps(facts))"])
+    facts = json.loads(_text(nb.cells[0]).strip().splitlines()[-1])
+    assert facts["home"] == "/home/learner" and "data.txt" in facts["files"]
+    assert facts["secret"] is None and "wrote" not in facts
+    assert facts["nics"] == ["lo"]
+    assert facts["pids"] == [1, 2]  # its own init and itself: no other process exists
+    assert set(facts["in_root"]) <= {".pyenv"}  # only the interpreter, read-only
+    if sandbox.probe_mode()[0] == "root":
+        assert facts["uid"] != 0
+    assert not result.events
+
+
+def test_whole_notebook_deadline(zygote):
+    """Past the notebook's deadline, is the running cell stopped and the rest marked?"""
+    nb, result = _run(zygote, ["import time"] + ["time.sleep(1.2)"] * 5,
+                      notebook_timeout=3.0, cell_timeout=30)
+    statuses = [c.status for c in result.cells]
+    assert statuses[:3] == ["ok", "ok", "ok"] and "deadline" in statuses
+    assert statuses[-1] == "not_run"
+    assert "total time limit of 3 s" in _text(nb.cells[-1])
+    assert any("notebook deadline (3 s)" in e for e in result.events)
+
+
+def test_output_is_capped(zygote):
+    """Does a cell that prints megabytes get cut, and the next cell still run?"""
+    nb, result = _run(zygote, ["for i in range(40000):\n    print('x' * 100)", "print('next')"],
+                      output_mb=0.5)
+    assert result.cells[0].status == "truncated"
+    assert sum(len(o.get("text", "")) for o in nb.cells[0].outputs) < 700_000
+    assert "output cut by the grader" in nb.cells[0].outputs[-1].text
+    assert _text(nb.cells[1]) == "next\n"
+
+
+def test_each_kernel_is_fresh(zygote):
+    """Does nothing one learner's kernel did reach the next one's?"""
+    _run(zygote, ["import numpy, builtins\nnumpy.pi = 3\nbuiltins.SENTINEL = 1\n"
+                  "open('/tmp/left-behind', 'w').write('x')"])
+    nb, _ = _run(zygote, ["import numpy, os, builtins\n"
+                          "print(numpy.pi, hasattr(builtins, 'SENTINEL'), "
+                          "os.path.exists('/tmp/left-behind'))"])
+    assert _text(nb.cells[0]).strip() == "3.141592653589793 False False"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces only")
+def test_userns_mode_runs_a_lesson(tmp_path):
+    """Does the mode for instructors without root (user namespaces) grade a real cell?"""
+    if sandbox.probe_mode("userns")[0] != "userns":
+        pytest.skip("unprivileged user namespaces are not available here")
+    image, _ = build_image(find_lesson("01"), tmp_path / "images")
+    server = Zygote(image, isolation="userns", log=tmp_path / "z.log").wait_ready()
+    try:
+        assert server.mode == "userns"
+        (tmp_path / "slot" / "files").mkdir(parents=True)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            "import os\nfrom autograder.checks import check\nprint(os.getcwd(), "
+            "len([p for p in os.listdir('/proc') if p.isdigit()]))")])
+        kernel = SandboxedKernel(server, tmp_path / "slot", os.getuid(), Limits())
+        kernel.start(tmp_path / "slot" / "files")
+        kernel.run(nb)
+        kernel.close()
+    finally:
+        server.close()
+    assert _text(nb.cells[0]).strip() == "/home/learner 2"
+    assert ROOT.exists()

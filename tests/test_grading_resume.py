@@ -1,0 +1,123 @@
+"""Does a grading run killed at any moment resume without grading anyone twice or losing a grade?"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.course import ROOT
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures.submissions import LESSON, honest_class  # noqa: E402
+
+pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-resume")]
+
+
+def _isolation() -> str:
+    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
+    try:
+        from sandbox import probe_mode
+    finally:
+        sys.path.pop(0)
+    return probe_mode()[0]
+
+
+def _command(folder: Path, course: Path) -> list[str]:
+    return [sys.executable, "-m", "autograder", "grade", str(folder), "--lesson", "01",
+            "--course", str(course), "--out", str(course / "graded"), "--workers", "2",
+            "--no-progress"]
+
+
+def _journal(course: Path) -> list[dict]:
+    path = course / ".grading" / LESSON / "journal.jsonl"
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pass
+    return entries
+
+
+def _kill_when(command, course: Path, ready, limit: float = 300.0) -> None:
+    """Start a run and SIGKILL its main process as soon as ``ready(journal)`` holds."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = 1_000_000 + (proc.pid % 100_000) * 16  # the sandbox uids of this run
+    end = time.monotonic() + limit
+    while time.monotonic() < end and proc.poll() is None and not ready(_journal(course)):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _sandbox_processes(base):
+        time.sleep(0.1)
+    assert not _sandbox_processes(base), "kernels outlived the killed run"
+
+
+def _sandbox_processes(base: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if base <= entry.stat().st_uid < base + 16:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_killed_runs_resume_without_double_grading(tmp_path):
+    """Killed twice mid-way, does the third run finish with every grade, each given once?"""
+    if _isolation() == "none":
+        pytest.skip("sandboxing kernels needs root or unprivileged user namespaces")
+    folder, course = tmp_path / "class", tmp_path / "course"
+    course.mkdir()
+    expected = honest_class(folder, 8)
+    command = _command(folder, course)
+
+    def graded(n):
+        return lambda entries: sum(e["stage"] == "graded" for e in entries) >= n
+
+    _kill_when(command, course, lambda entries: any(e["stage"] == "executed"
+                                                    for e in entries))
+    _kill_when(command, course, graded(5))
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    report = json.loads((course / "graded" / "report.json").read_text())
+    assert report["graded"] == len(expected) and not report["failed"]
+    for student, score in expected.items():
+        assert report["learner_results"][student]["score"] == score, student
+    entries = _journal(course)
+    for student in expected:
+        stages = [e["stage"] for e in entries if e["student"] == student]
+        assert stages.count("graded") == 1, (student, stages)
+        assert stages.count("executed") <= 1, (student, stages)
+        assert stages.count("feedback") == 1, (student, stages)
+        assert (course / "graded" / "feedback" / student / LESSON / f"{LESSON}.html").exists()
+    with sqlite3.connect(course / "gradebook.db") as con:
+        rows = con.execute("SELECT student_id, count(*) FROM submitted_assignment "
+                           "GROUP BY student_id").fetchall()
+        missing = con.execute("SELECT count(*) FROM grade JOIN grade_cells ON grade.cell_id "
+                              "= grade_cells.id WHERE grade.auto_score IS NULL AND "
+                              "grade_cells.cell_type = 'code'").fetchone()[0]
+    assert sorted(rows) == sorted((s, 1) for s in expected)
+    assert missing == 0
+
+    before = len(_journal(course))
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert len(_journal(course)) == before  # nothing left to do: nothing redone
+    assert len((course / "graded" / "grades.csv").read_text().splitlines()) == 9

@@ -1,0 +1,74 @@
+"""With plain assert test cells (no checks), are hidden asserts still hidden in feedback?
+
+A tiny synthetic lesson: one answer, one test cell with a visible and a hidden assert. Its
+verdict comes from the learner's kernel, as in any nbgrader course (the report says so), and
+the feedback must show the failing hidden assert's message but neither its source nor its
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder.course import ROOT
+
+pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-synthetic")]
+LESSON = "90_synthetic"
+
+
+def _isolation() -> list[str]:
+    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
+    try:
+        from sandbox import probe_mode
+    finally:
+        sys.path.pop(0)
+    return [] if probe_mode()[0] != "none" else ["--isolation", "none"]
+
+
+def _lesson(course):
+    answer = nbformat.v4.new_code_cell(
+        "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+        id="double")
+    answer.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False,
+                                   "grade_id": "double", "schema_version": 3}
+    test = nbformat.v4.new_code_cell(
+        'assert double(2) == 4, "double(2) should be 4"\n### BEGIN HIDDEN TESTS\n'
+        'assert double(21) == 42, "double(21) should be 42"\n### END HIDDEN TESTS', id="test")
+    test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True,
+                                 "grade_id": "test_double", "points": 1.0,
+                                 "schema_version": 3}
+    nb = nbformat.v4.new_notebook(cells=[answer, test])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    (course / "solutions" / LESSON).mkdir(parents=True)
+    nbformat.write(nb, course / "solutions" / LESSON / f"{LESSON}.ipynb")
+    return nb
+
+
+def test_hidden_asserts_stay_hidden(tmp_path):
+    """Does a failing hidden assert reach the learner as its message only?"""
+    course, folder = tmp_path / "course", tmp_path / "class"
+    source = _lesson(course)
+    wrong = nbformat.from_dict(json.loads(json.dumps(source)))
+    wrong.cells[0].source = "def double(x):\n    return x + 2"
+    wrong.cells[1].source = 'assert double(2) == 4, "double(2) should be 4"'
+    (folder / "ana").mkdir(parents=True)
+    nbformat.write(wrong, folder / "ana" / f"{LESSON}.ipynb")
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(folder), "--lesson", "90",
+         "--course", str(course), "--out", str(course / "graded"), "--workers", "1",
+         "--no-progress", *_isolation()], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
+    assert report["ana"]["score"] == 0.0
+    assert any("judged in the learner's kernel" in n for n in report["ana"]["notes"])
+    html = (course / "graded" / "feedback" / "ana" / LESSON / f"{LESSON}.html").read_text()
+    assert "double(21) should be 42" in html  # the message reaches the learner
+    assert "double(21) ==" not in html  # the hidden assert's source does not
+    assert "most recent call last" not in html and "Cell In[" not in html

@@ -1,0 +1,426 @@
+"""Do the pieces of `grade` hold on their own? (No kernels here: fast.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from autograder.checks import REGISTRY as REAL
+from autograder.course import ROOT, find_lesson, lessons
+from autograder.grading import codec, collect, image, trusted, verdict
+from autograder.grading.journal import Journal
+from autograder.grading.nbgrader_hooks import DropDuplicateIds, HideHiddenTests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures.submissions import CORRECT, LESSON, notebook  # noqa: E402
+
+CORE = trusted.core()
+
+
+def softmax(x, axis=-1):
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _wire(record):
+    """A record as it travels: encoded in the kernel, JSON, decoded by the grader."""
+    return codec.decode(json.loads(json.dumps(codec.encode(record))), CORE)
+
+
+def _cell(source: str, outputs=()):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True,
+                                 "grade_id": "t", "points": 1.0}
+    cell.outputs = list(outputs)
+    return cell
+
+
+def _record_output(check_id: str, record=None, error=None):
+    payload = {"check": check_id}
+    if error is None:
+        payload["record"] = codec.encode(record)
+    else:
+        payload["error"] = error
+    return nbformat.v4.new_output("display_data", data={codec.MIME: payload})
+
+
+# ----------------------------------------------------------------------------- the wire
+
+
+def test_records_survive_the_wire():
+    """Does a real record come back equal after encoding, JSON and decoding?"""
+    record = REAL["softmax.values"].record(softmax)
+    back = _wire(record)
+    assert set(back) == set(record)
+    for key, outcome in record.items():
+        assert isinstance(back[key], CORE.Outcome)
+        np.testing.assert_array_equal(back[key].value, outcome.value)
+    trusted.load("01")["softmax.values"].compare(back)  # passes
+
+
+@pytest.mark.parametrize("payload, why", [
+    ({"__array__": {"dtype": "|O", "shape": [1], "b64": ""}}, "dtype"),
+    ({"__array__": {"dtype": "<f8", "shape": [3], "b64": "AAAA"}}, "size"),
+    ({"__array__": {"dtype": "<f8", "shape": [-1], "b64": ""}}, "shape"),
+    ({"__pickle__": "gASVBQAAAAAAAAB9lC4="}, "unknown"),
+    ({"__outcome__": {"value": 1}}, "outcome"),
+    ({"__outcome__": {"value": 1, "error": 3, "error_type": None, "forbidden": [],
+                      "mutated": []}}, "field"),
+    ({"__float__": "__import__('os')"}, "float"),
+])
+def test_malformed_records_are_refused(payload, why):
+    """Is a hand-made record that is not plain data refused instead of trusted?"""
+    with pytest.raises(codec.RecordError, match=why):
+        codec.decode(payload, CORE)
+
+
+def test_anything_else_becomes_opaque():
+    """Does a learner's odd return value travel as (type name, repr) and nothing more?"""
+    class Sneaky:
+        def __repr__(self):
+            return "sneaky"
+    back = _wire({"x": Sneaky(), "y": {1, 2}, "z": float("nan")})
+    assert isinstance(back["x"], CORE.Opaque) and back["x"].type_name == "Sneaky"
+    assert back["x"].text == "Sneaky"  # its __repr__ is never run in the grader
+    assert np.isnan(back["z"])
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def test_check_only_cells_are_recognised():
+    """Is a test cell of check calls judged by the grader, and anything else left alone?"""
+    assert verdict.check_calls('check("a.b", f)\n### BEGIN HIDDEN TESTS\ncheck("a.c", f)\n'
+                               "### END HIDDEN TESTS\n") == ["a.b", "a.c"]
+    assert verdict.check_calls("# only a comment\ncheck('x', (f, g))") == ["x"]
+    for source in ("assert f(1) == 2", 'check("a", f)\nprint(1)', 'check(name, f)', "",
+                   'check("a", f, extra=1)', "def check(): pass"):
+        assert verdict.check_calls(source) is None, source
+
+
+def test_a_correct_record_passes_and_prints_only_the_verdict():
+    """Does a correct record pass, replacing whatever the kernel printed?"""
+    registry = trusted.load("01")
+    record = REAL["softmax.values"].record(softmax)
+    cell = _cell('check("softmax.values", softmax)', [
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: noise\n"),
+        _record_output("softmax.values", record)])
+    result = verdict.judge_cell(cell, registry, CORE)
+    assert result.passed and result.trusted
+    assert [o.output_type for o in cell.outputs] == ["stream"]
+    assert cell.outputs[0].text.startswith("\u2713 softmax")
+
+
+@pytest.mark.parametrize("outputs, message", [
+    ([nbformat.v4.new_output("stream", name="stdout", text="\u2713 passed\n")],
+     "did your code redefine"),
+    ([nbformat.v4.new_output("error", ename="NameError",
+                             evalue="name 'softmax' is not defined", traceback=[])],
+     "did you run, rename or delete"),
+    ([_record_output("softmax.values", error="TypeError: boom")], "could not run your code"),
+    ([_record_output("softmax.values", {"not": "a real record"})],
+     "not what the check expects"),
+    ([_record_output("softmax.values", REAL["softmax.values"].record(softmax))] * 2,
+     "more than one result"),
+    ([_record_output("softmax.values", REAL["softmax.values"].record(np.zeros_like))],
+     "Your softmax"),
+])
+def test_missing_forged_or_wrong_records_fail(outputs, message):
+    """Does every way a record can be missing, forged or wrong fail with its reason?"""
+    cell = _cell('check("softmax.values", softmax)', outputs)
+    result = verdict.judge_cell(cell, trusted.load("01"), CORE)
+    assert result.passed is False and message in result.message
+    assert cell.outputs[-1].output_type == "error"
+    assert cell.outputs[-1].traceback == [f"\x1b[0;31mNot yet: {result.message}\x1b[0m"]
+
+
+def test_monkeypatched_numpy_cannot_help_in_the_grader(monkeypatch):
+    """Is the comparison immune to what the learner's kernel did to numpy (it is not here)?"""
+    record = REAL["softmax.values"].record(lambda x, axis=-1: np.zeros_like(x))
+    wire = json.loads(json.dumps(codec.encode(record)))
+    cell = _cell('check("softmax.values", softmax)', [nbformat.v4.new_output(
+        "display_data", data={codec.MIME: {"check": "softmax.values", "record": wire}})])
+    assert verdict.judge_cell(cell, trusted.load("01"), CORE).passed is False
+
+
+# ----------------------------------------------------------------------------- the image
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    return {n: image.build_image(find_lesson(n), folder)[0] for n in ("01", "03")}
+
+
+def _in_image(path: Path, code: str) -> str:
+    run = subprocess.run([sys.executable, "-E", "-s", "-c",
+                          f"import sys; sys.path.insert(0, {str(path)!r})\n" + code],
+                         capture_output=True, text=True, cwd=path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_image_holds_no_compare_no_reference_no_solutions(images):
+    """Does the sandbox see only the record half, with this lesson's reference withheld?"""
+    path = images["01"]
+    checks = (path / "autograder" / "checks" / "lesson01.py").read_text()
+    assert "register('softmax.values'" in checks and ", None)" in checks
+    assert "_softmax_mistakes(*args, **kwargs):\n    raise RuntimeError" in checks
+    assert "ref_softmax(x" not in checks  # the reference is never called on the record side
+    assert not list(path.rglob("*.ipynb")) and not (path / "solutions").exists()
+    out = _in_image(path, """
+import attnlab, autograder.checks as c
+assert c.__file__.startswith(sys.path[0]), c.__file__
+try:
+    attnlab.softmax([1.0])
+except Exception as e:
+    print(type(e).__name__, e)
+print(c.REGISTRY["softmax.values"].compare)
+""")
+    assert "ReferenceWithheld the course's own softmax is withheld while lesson 01 is graded" in out
+    assert "None" in out
+
+
+def test_earlier_lessons_building_blocks_stay(images):
+    """Does lesson 03 keep lesson 02's attention but not its own MultiHeadAttention?"""
+    out = _in_image(images["03"], """
+import torch, attnlab
+q = torch.ones(1, 2, 4)
+print(attnlab.scaled_dot_product_attention(q, q, q)[1].shape)
+for name in ("MultiHeadAttention", "split_heads", "LayerNorm"):
+    try:
+        getattr(attnlab, name)(4, 2)
+    except Exception as e:
+        print(name, type(e).__name__)
+""")
+    assert "torch.Size([1, 2, 2])" in out
+    assert "MultiHeadAttention ReferenceWithheld" in out
+    assert "split_heads ReferenceWithheld" in out and "LayerNorm ReferenceWithheld" in out
+
+
+def _definitions(source: str) -> str:
+    """Only the imports and definitions of a (demo) cell: no plots, no training."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    tree.body = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom,
+                                                        ast.FunctionDef, ast.ClassDef))]
+    return ast.unparse(tree)
+
+
+def _namespace_script(lesson) -> str:
+    """Python that defines a solution's answers (and what they lean on) into ``ns``."""
+    nb = nbformat.read(lesson.source, as_version=4)
+    sources = []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or meta.get("grade"):
+            continue
+        sources.append(cell.source if meta.get("solution") else _definitions(cell.source))
+    return f"""
+import json, warnings
+warnings.filterwarnings("ignore")
+ns = {{}}
+for src in {json.dumps(sources)}:
+    try:
+        exec(src, ns)
+    except Exception:
+        pass
+"""
+
+
+@pytest.mark.parametrize("graded_lesson", [lesson for lesson in lessons()
+                                           if (ROOT / "autograder" / "checks" /
+                                               f"lesson{lesson.number}.py").exists()],
+                         ids=lambda lesson: lesson.name)
+def test_image_records_equal_real_records(graded_lesson, tmp_path):
+    """Does the record half in the sandbox record exactly what the full checks record?"""
+    lesson = graded_lesson
+    path, _ = image.build_image(lesson, tmp_path)
+    nb = nbformat.read(lesson.source, as_version=4)
+    calls = [(cid, cell.source) for cell in nb.cells if verdict.is_test_cell(cell)
+             for cid in (verdict.check_calls(cell.source) or [])]
+    script = _namespace_script(lesson) + f"""
+import ast
+from autograder.checks import REGISTRY
+from autograder.checks import _record_codec as wire
+out = {{}}
+for cid, src in {json.dumps(calls)}:
+    call = [n for n in ast.walk(ast.parse(src.replace("### BEGIN HIDDEN TESTS", "")
+            .replace("### END HIDDEN TESTS", ""))) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", "") == "check" and n.args[0].value == cid][0]
+    obj = eval(compile(ast.Expression(call.args[1]), "<arg>", "eval"), ns)
+    out[cid] = wire.encode(REGISTRY[cid].record(obj))
+print(json.dumps(out))
+"""
+    sandboxed = json.loads(_in_image(path, script).splitlines()[-1])
+    real = subprocess.run([sys.executable, "-c", script.replace(
+        "from autograder.checks import _record_codec as wire",
+        "from autograder.grading import codec as wire")], capture_output=True, text=True,
+        cwd=ROOT, timeout=300)
+    assert real.returncode == 0, real.stderr
+    assert sandboxed == json.loads(real.stdout.splitlines()[-1])
+    registry = trusted.load(lesson.number)
+    for cid, record in sandboxed.items():
+        registry[cid].compare(codec.decode(record, CORE))  # the solution passes
+
+
+# ----------------------------------------------------------------------------- feedback
+
+
+def test_feedback_hides_hidden_tests_but_keeps_their_messages():
+    """Are hidden sources cut, tracebacks reduced and printed copies redacted?"""
+    test = _cell('check("x.visible", f)\n### BEGIN HIDDEN TESTS\ncheck("x.secret", f)\n'
+                 "### END HIDDEN TESTS", [nbformat.v4.new_output(
+                     "error", ename="CheckFailed", evalue="Your f is off by one (case 7).",
+                     traceback=["Traceback...", 'check("x.secret", f)', "CheckFailed"])])
+    spy = nbformat.v4.new_code_cell("print(In)")
+    spy.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                          text='[\'check("x.secret", f)\']\n')]
+    nb = nbformat.v4.new_notebook(cells=[test, spy])
+    nb, _ = HideHiddenTests().preprocess(nb, {})
+    text = json.dumps(nb)
+    assert "x.secret" not in text and "x.visible" in text
+    assert nb.cells[0].outputs[0].traceback == ["CheckFailed: Your f is off by one (case 7)."]
+    assert "[hidden test]" in nb.cells[1].outputs[0].text
+
+
+def test_duplicate_ids_leave_no_empty_metadata():
+    """Does our DeduplicateIds leave cells that OverwriteCells(add_missing_cells) can read?"""
+    nb = notebook({})
+    nb.cells.insert(9, nbformat.from_dict(json.loads(json.dumps(nb.cells[9]))))
+    nb.cells[9]["id"] = "dup"
+    nb, _ = DropDuplicateIds().preprocess(nb, {})
+    assert "nbgrader" not in nb.cells[9].metadata
+    assert nb.cells[10].metadata["nbgrader"]["grade_id"] == "softmax_values"
+
+
+# ----------------------------------------------------------------------------- collection
+
+
+@pytest.fixture
+def learner_folder(tmp_path):
+    course = tmp_path / "course"
+    folder = course / "submitted" / "ana" / LESSON
+    folder.mkdir(parents=True)
+    return course, folder, collect.Learner("ana")
+
+
+def _repair(course, learner):
+    lesson = find_lesson("01")
+    collect.repair(learner, lesson, course, lesson.release, course / "originals")
+    return nbformat.read(course / "submitted" / "ana" / LESSON / f"{LESSON}.ipynb", 4)
+
+
+@pytest.mark.parametrize("name, content, note", [
+    (f"{LESSON}.ipynb", "", "the file is empty"),
+    (f"{LESSON}.ipynb", "{ nope", "invalid JSON at line 1"),
+    (f"{LESSON}.ipynb", '{"cells": []}', "has no cells"),
+    (f"{LESSON}.ipynb", '[1, 2]', "no list of cells"),
+    (f"{LESSON}.ipynb", '{"cells": [{"cell_type": "weird", "source": ""}], "metadata": {}, '
+                        '"nbformat": 4, "nbformat_minor": 5}', "not a valid notebook"),
+    (None, None, "no notebook submitted"),
+])
+def test_unreadable_submissions_are_graded_blank(learner_folder, name, content, note):
+    """Is a file that is not a usable notebook replaced by the blank lesson, with a reason?"""
+    course, folder, learner = learner_folder
+    if name:
+        (folder / name).write_text(content)
+    nb = _repair(course, learner)
+    assert learner.blank and any(note in n for n in learner.notes), learner.notes
+    assert nb.cells[0].source.startswith("**Grading note.**")
+    assert sum(1 for c in nb.cells if c.get("metadata", {}).get("nbgrader", {})
+               .get("grade")) == 6
+
+
+def test_renamed_and_extra_notebooks_are_sorted_out(learner_folder):
+    """Is a renamed notebook renamed back, and the right one of two graded?"""
+    course, folder, learner = learner_folder
+    nbformat.write(notebook({}), folder / "lesson 1 (2).ipynb")
+    (folder / "old.ipynb").write_text("{")
+    nb = _repair(course, learner)
+    assert not learner.blank
+    assert "2 notebooks submitted; graded lesson 1 (2).ipynb" in learner.notes
+    assert f"renamed lesson 1 (2).ipynb to {LESSON}.ipynb" in learner.notes
+    assert sorted(p.name for p in folder.iterdir()) == [f"{LESSON}.ipynb"]
+    assert sorted(p.name for p in (course / "originals" / "ana").iterdir()) == [
+        "lesson 1 (2).ipynb", "old.ipynb"]
+    assert any(c.source == CORRECT["softmax"] for c in nb.cells)
+
+
+def test_tampered_cell_metadata_is_restored(learner_folder):
+    """Can a learner turn a test cell into an answer cell, or change its points? (No.)"""
+    course, folder, learner = learner_folder
+    nb = notebook({})
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "softmax_values":
+            cell.metadata["nbgrader"].update(grade=False, solution=True, points=99)
+    nbformat.write(nb, folder / f"{LESSON}.ipynb")
+    nb = _repair(course, learner)
+    meta = next(c.metadata["nbgrader"] for c in nb.cells if c.get("metadata", {})
+                .get("nbgrader", {}).get("grade_id") == "softmax_values")
+    assert meta["grade"] and not meta["solution"] and meta["points"] == 2.0
+    assert "cell metadata restored from the lesson: softmax_values" in learner.notes
+
+
+@pytest.mark.parametrize("path, student, name", [
+    ("/x/doejohn_12345_678901_01_attention_as_retrieval.ipynb", "12345", ("", "doejohn")),
+    ("/x/smithjane_LATE_23456_678902_lesson-1.ipynb", "23456", ("", "smithjane")),
+    ("/x/Jane Doe_111111_assignsubmission_file_/lesson.ipynb", "111111", ("Jane", "Doe")),
+    ("/x/Ann Lee_222_assignsubmission_file_lesson.ipynb", "222", ("Ann", "Lee")),
+])
+def test_lms_file_names(path, student, name):
+    """Are Canvas and Moodle download names read as (learner id, name)?"""
+    names: dict = {}
+    plugin = collect._collector_class([collect.CANVAS, collect.MOODLE_FOLDER,
+                                       collect.MOODLE_FLAT], names)()
+    info = plugin.collect(path)
+    assert info["student_id"] == student
+    assert names[student][:2] == name
+    assert names[student][2] == ("LATE" in path)
+
+
+# ----------------------------------------------------------------------------- journal
+
+
+def test_journal_ignores_a_line_cut_by_a_kill(tmp_path):
+    """Does a half-written last line (the run was killed mid-write) count for nothing?"""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.record("ana", "abc", "graded")
+    journal.close()
+    with open(path, "a") as fh:
+        fh.write('{"student": "bo", "sha": "d", "stage": "gra')
+    again = Journal(path)
+    assert again.has("ana", "abc", "graded")
+    assert not again.has("bo", "d", "graded") and not again.has("ana", "other", "graded")
+    again.close()
+
+
+def test_grade_refuses_missing_input_in_one_line(tmp_path):
+    """Does `grade` on a path that does not exist exit non-zero with one line?"""
+    run = subprocess.run([sys.executable, "-m", "autograder", "grade",
+                          str(tmp_path / "nope"), "--lesson", "01", "--course",
+                          str(tmp_path / "c")], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: no such file or "
+                                               "folder"]
+
+
+@pytest.mark.parametrize("graded_lesson", lessons(), ids=lambda lesson: lesson.name)
+def test_every_test_cell_is_judged_outside_the_kernel(graded_lesson):
+    """Is every test cell of the lesson check-only, so `grade` decides it in the grader?"""
+    nb = nbformat.read(graded_lesson.source, as_version=4)
+    kernel_judged = [cell.metadata["nbgrader"]["grade_id"] for cell in nb.cells
+                     if verdict.is_test_cell(cell) and verdict.check_calls(cell.source) is None]
+    assert not kernel_judged, "test cells may only call check(...): " + ", ".join(kernel_judged)
