@@ -6,9 +6,11 @@ learner trains in the notebook. For the two classes, ``record`` builds the learn
 contract's names (``self_attn.q_proj.weight`` ... ``norm3.bias``; ``tok_emb.weight`` ...
 ``head.bias``) with fixed-seed values and records what ``forward`` returns; ``compare`` loads
 the same values into the reference (or into ``torch.nn.TransformerDecoderLayer``).
-``generate`` is run on the course's reference ``TinyGPT`` with fixed-seed weights, wrapped in
-a spy that records how it was called (what was fed, how long the cache was), so that a cache
-that is never used or never advanced is caught even when the tokens happen to be right.
+``generate`` is run on a small fixed-seed causal language model with TinyGPT's interface
+(``_PrefixLM``; not the course's TinyGPT, which is withheld where the record half runs while a
+class is graded), wrapped in a spy that records how it was called (what was fed, how long the
+cache was), so that a cache that is never used or never advanced is caught even when the
+tokens happen to be right.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.reference import DecoderLayer as RefDecoder
+from autograder.reference import GPTBlock
 from autograder.reference import TinyGPT as RefGPT
 from autograder.reference import block as ref_block
 from autograder.reference import causal_mask
@@ -738,9 +741,16 @@ class GptCase:
 @lru_cache(maxsize=64)
 def _gpt_shapes(vocab: int, d_model: int, n_heads: int, n_layers: int,
                 max_len: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The contract's parameter names and shapes, from the sizes alone (the record half runs
+    where the course's TinyGPT is withheld; GPTBlock is a provided building block)."""
     with torch.random.fork_rng():
-        ref = RefGPT(vocab, d_model, n_heads, n_layers, max_len)
-    return tuple((k, tuple(v.shape)) for k, v in sorted(ref.state_dict().items()))
+        block = GPTBlock(d_model, n_heads, 4 * d_model).state_dict()
+    shapes = {"tok_emb.weight": (vocab, d_model), "pos_emb.weight": (max_len, d_model),
+              "ln_f.weight": (d_model,), "ln_f.bias": (d_model,),
+              "head.weight": (vocab, d_model), "head.bias": (vocab,)}
+    for i in range(n_layers):
+        shapes.update({f"blocks.{i}.{k}": tuple(v.shape) for k, v in block.items()})
+    return tuple(sorted(shapes.items()))
 
 
 def gpt_params(args: tuple, seed: int) -> dict[str, Tensor]:
@@ -1154,7 +1164,7 @@ def _gen_guard() -> Guard:
 
 
 class _Spy(nn.Module):
-    """The reference TinyGPT, noting each call: (tokens fed, cached positions or None)."""
+    """A language model, noting each call: (tokens fed, cached positions or None)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -1204,8 +1214,49 @@ def _prompt(case: GenCase) -> Tensor:
     return torch.randint(0, case.vocab, (case.B, case.T), generator=g)  # (B, T)
 
 
-def _model(case: GenCase) -> RefGPT:
-    return ref_gpt(case.sizes, case.seed)
+class _PrefixLM(nn.Module):
+    """A small causal language model with TinyGPT's interface, to run ``generate`` on.
+
+    ``forward(idx, cache=None)`` takes the new tokens (B, T) and returns logits (B, T, vocab)
+    and a cache: a list of ``n_layers`` (keys, values) pairs of shape (B, 1, T_so_far, d).
+    Position t's logits read its own token and the mean embedding of the tokens 0..t, so
+    they depend on the whole prefix, and feeding the cache gives exactly the same numbers as
+    feeding everything again. It is not a transformer on purpose: the record half runs in
+    the learner's kernel when a class is graded, where the course's TinyGPT is withheld.
+    """
+
+    def __init__(self, vocab: int, d_model: int, n_layers: int, max_len: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.max_len, self.n_layers = max_len, n_layers
+        self.emb = nn.Parameter(torch.randn(vocab, d_model, generator=g))
+        self.pos = nn.Parameter(0.5 * torch.randn(max_len, d_model, generator=g))
+        self.out = nn.Parameter(3 * torch.randn(2 * d_model, vocab, generator=g)
+                                / math.sqrt(2 * d_model))
+
+    def forward(self, idx: Tensor, cache=None):
+        t_past = 0 if cache is None else cache[0][0].size(-2)
+        T = idx.size(1)
+        if t_past + T > self.max_len:
+            raise ValueError(f"{t_past} cached + {T} new tokens exceed max_len={self.max_len}")
+        x = self.emb[idx] + self.pos[t_past:t_past + T]  # (B, T, d)
+        keys = x[:, None]  # (B, 1, T, d)
+        if cache is not None:
+            keys = torch.cat([cache[0][0], keys], dim=-2)  # (B, 1, t_past + T, d)
+        counts = torch.arange(1, keys.size(-2) + 1, dtype=x.dtype)[:, None]  # (t, 1)
+        prefix = (keys.cumsum(-2) / counts)[:, 0, t_past:]  # (B, T, d)
+        logits = torch.tanh(torch.cat([x, prefix], dim=-1)) @ self.out  # (B, T, vocab)
+        return logits, [(keys, keys) for _ in range(self.n_layers)]
+
+
+@lru_cache(maxsize=64)
+def _prefix_lm(sizes: tuple[int, int, int, int, int], seed: int) -> _PrefixLM:
+    vocab, d_model, _, n_layers, max_len = sizes
+    return _PrefixLM(vocab, d_model, n_layers, max_len, seed).eval()
+
+
+def _model(case: GenCase) -> _PrefixLM:
+    return _prefix_lm(case.sizes, case.seed)
 
 
 def _sample_seed(case: GenCase) -> int:

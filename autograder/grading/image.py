@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..course import ROOT, Lesson
 
-IMAGE_FORMAT = "5"
+IMAGE_FORMAT = "6"
 HERE = Path(__file__).resolve().parent
 
 # The exercise contract (COURSE.md, "Names and signatures"): what each lesson asks for.
@@ -40,10 +40,13 @@ EXERCISE_LESSON: dict[str, int] = {
     "sinusoidal_encoding": 5, "LearnedPositionalEmbedding": 5, "apply_rope": 5,
     "alibi_bias": 5,
     "LayerNorm": 6, "FeedForward": 6, "EncoderLayer": 6,
-    "DecoderLayer": 7, "TinyGPT": 7, "generate": 7, "GPTBlock": 7,
+    "DecoderLayer": 7, "TinyGPT": 7, "generate": 7,
     "tiled_attention": 8, "sliding_window_mask": 8, "linear_attention": 8,
     "attention_to": 9,
 }
+# Building blocks a lesson hands out ready-made (imported in its first cell, not asked for):
+# visible from that lesson on.
+PROVIDED_FROM: dict[str, int] = {"GPTBlock": 7, "elu_plus_one": 8}
 MODULE_LESSON: dict[str, int] = {
     "retrieval": 1, "attention": 2, "masking": 4, "positional": 5, "block": 6,
     "decoder": 7, "efficient": 8, "interpret": 9,
@@ -412,6 +415,8 @@ def slice_reference(source: str, module: str, lesson: int,
     default = MODULE_LESSON.get(module, 99)
 
     def lesson_of(name: str) -> int:
+        if name in PROVIDED_FROM:  # kept once the lesson that provides it is reached
+            return PROVIDED_FROM[name] - 1
         return EXERCISE_LESSON.get(name, default)
 
     defs = [s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef,
