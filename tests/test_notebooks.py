@@ -51,7 +51,8 @@ UNANSWERED = ("not written yet", "not defined yet", "NotImplementedError")
 
 
 def test_untouched_lesson_fails_only_where_exercises_are_unanswered(lesson):
-    """Run top to bottom untouched, is every error an unanswered exercise (no knock-on NameError)?"""
+    """Run top to bottom untouched, is every error an unanswered exercise (no knock-on
+    NameError)?"""
     problems = []
     for i, cell in enumerate(_execute(lesson.release)):
         for out in cell.get("outputs", []):

@@ -27,10 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.reference import DecoderLayer as RefDecoder
-from autograder.reference import GPTBlock
+from autograder.reference import GPTBlock, causal_mask
 from autograder.reference import TinyGPT as RefGPT
 from autograder.reference import block as ref_block
-from autograder.reference import causal_mask
 from autograder.reference import decoder as ref_decoder
 from autograder.reference import generate as ref_generate
 
