@@ -5,6 +5,7 @@ implementations, converting outputs to plain data, and turning comparisons into 
 from __future__ import annotations
 
 import cProfile
+import functools
 import pickle
 import sys
 import warnings
@@ -209,6 +210,16 @@ FORBIDDEN_CALLS = {
     "nn.MultiheadAttention": (_mha, "attention"),
     "F.layer_norm": (lambda: F.layer_norm(_x(), (4,)), "layer_norm"),
     "nn.LayerNorm": (lambda: nn.LayerNorm(4)(_x()), "layer_norm"),
+    # reached with no Python-level call of their own: only the torch watchers see these
+    "functools.partial(torch.softmax)": (
+        lambda: functools.partial(torch.softmax, dim=-1)(_x()), "softmax"),
+    "map(torch.softmax, ...)": (lambda: list(map(torch.softmax, _x(), [-1, -1])), "softmax"),
+    "torch.ops.aten._softmax": (lambda: torch.ops.aten._softmax(_x(), -1, False), "softmax"),
+    "functools.partial(sdpa)": (
+        lambda: functools.partial(F.scaled_dot_product_attention, _x())(_x(), _x()),
+        "attention"),
+    "torch.ops.aten.native_layer_norm": (
+        lambda: torch.ops.aten.native_layer_norm(_x(), [4], None, None, 1e-5), "layer_norm"),
 }
 
 

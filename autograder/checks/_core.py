@@ -184,6 +184,12 @@ class Guard:
 
     ``families`` names entries of FORBIDDEN_C_NAMES / FORBIDDEN_PY; ``kernels`` are extra
     Python callables (the course's own reference for this exercise) that count as forbidden.
+
+    Three watchers, because each sees what the others miss: a profiler hook (Python
+    functions by code object, C functions by name, whatever alias called them), and, for
+    the C names, a torch-function mode and a torch-dispatch mode, which also see a built-in
+    reached without a Python-level call of its own (``functools.partial``, ``map``,
+    ``torch.ops.aten...``, a module's fused fast path).
     """
 
     def __init__(self, families: Iterable[str] = (), kernels: Iterable[tuple[str, Any]] = ()):
@@ -201,24 +207,56 @@ class Guard:
             if code is not None:
                 self.codes[code] = label
         self.hits: list[str] = []
+        self._modes: list[Any] = []
+
+    def _note(self, label: str | None) -> None:
+        if label and label not in self.hits:
+            self.hits.append(label)
 
     def _profile(self, frame, event, arg):
         if event == "c_call":
-            label = self.c_names.get(getattr(arg, "__name__", ""))
+            self._note(self.c_names.get(getattr(arg, "__name__", "")))
         elif event == "call":
-            label = self.codes.get(frame.f_code)
-        else:
-            return
-        if label and label not in self.hits:
-            self.hits.append(label)
+            self._note(self.codes.get(frame.f_code))
+
+    def _note_torch(self, func) -> None:
+        packet = getattr(func, "overloadpacket", None)  # aten ops: aten.softmax.int -> softmax
+        for name in (getattr(func, "__name__", ""), getattr(packet, "__name__", "")):
+            self._note(self.c_names.get(str(name).split(".")[0]))
+
+    def _torch_modes(self) -> list[Any]:
+        from torch.overrides import TorchFunctionMode
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        guard = self
+
+        class WatchFunctions(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                guard._note_torch(func)
+                return func(*args, **(kwargs or {}))
+
+        class WatchOperators(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                guard._note_torch(func)
+                return func(*args, **(kwargs or {}))
+
+        return [WatchFunctions(), WatchOperators()]
 
     def __enter__(self) -> Guard:
         self._previous = sys.getprofile()
         if self.c_names or self.codes:
             sys.setprofile(self._profile)
+        self._modes = []
+        if self.c_names:
+            for mode in self._torch_modes():
+                mode.__enter__()
+                self._modes.append(mode)
         return self
 
     def __exit__(self, *exc) -> None:
+        for mode in reversed(self._modes):
+            mode.__exit__(None, None, None)
+        self._modes = []
         previous = self._previous
         if previous is not None and not callable(previous) and hasattr(previous, "enable"):
             previous.enable()  # a cProfile.Profile (e.g. %prun) was running: resume it

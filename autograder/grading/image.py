@@ -65,64 +65,6 @@ def _withheld(name):
         "yours. Outside grading it works as usual.")
 '''
 
-CORE_APPENDIX = '''
-
-# ---------------------------------------------------------------------------------------
-# Added by the grader's sandbox image (autograder/grading/image.py): inside a Guard, every
-# torch function call and every aten operator is watched too, so a forbidden kernel reached
-# through functools.partial, map, torch.ops or a module's fast path is still noticed
-# (sys.setprofile only sees calls made directly from Python).
-
-
-def _attnlab_watch_torch():
-    original_enter, original_exit = Guard.__enter__, Guard.__exit__
-
-    def __enter__(self):
-        result = original_enter(self)
-        self._attnlab_modes = []
-        torch = sys.modules.get("torch")
-        if torch is None or not self.c_names:
-            return result
-        from torch.overrides import TorchFunctionMode
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        guard = self
-
-        def note(func):
-            names = {getattr(func, "__name__", ""),
-                     getattr(getattr(func, "overloadpacket", None), "__name__", "")}
-            for name in names:
-                label = guard.c_names.get(name.split(".")[0])
-                if label and label not in guard.hits:
-                    guard.hits.append(label)
-
-        class WatchFunctions(TorchFunctionMode):
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                note(func)
-                return func(*args, **(kwargs or {}))
-
-        class WatchOperators(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                note(func)
-                return func(*args, **(kwargs or {}))
-
-        for mode in (WatchFunctions(), WatchOperators()):
-            mode.__enter__()
-            self._attnlab_modes.append(mode)
-        return result
-
-    def __exit__(self, *exc):
-        for mode in reversed(getattr(self, "_attnlab_modes", [])):
-            mode.__exit__(None, None, None)
-        self._attnlab_modes = []
-        return original_exit(self, *exc)
-
-    Guard.__enter__, Guard.__exit__ = __enter__, __exit__
-
-
-_attnlab_watch_torch()
-'''
-
 CHECKS_INIT = '''"""Attention Lab checks, record half only: this kernel is being graded.
 
 ``check(id, obj)`` runs the check's ``record`` on your code (fixed inputs, plain data out)
@@ -485,8 +427,7 @@ def build_image(lesson: Lesson, images: Path) -> tuple[Path, list[str]]:
     (tmp / "autograder" / "checks").mkdir(parents=True)
     (tmp / "autograder" / "reference").mkdir(parents=True)
     shutil.copyfile(src / "__init__.py", tmp / "autograder" / "__init__.py")
-    (tmp / "autograder" / "checks" / "_core.py").write_text(
-        (src / "checks" / "_core.py").read_text(encoding="utf-8") + CORE_APPENDIX)
+    shutil.copyfile(src / "checks" / "_core.py", tmp / "autograder" / "checks" / "_core.py")
     shutil.copyfile(HERE / "codec.py", tmp / "autograder" / "checks" / "_record_codec.py")
     (tmp / "autograder" / "checks" / "__init__.py").write_text(CHECKS_INIT)
     sources: dict[str, str] = {}
