@@ -26,7 +26,7 @@ import pytest
 from autograder.course import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
-from grading_fixtures import hostile  # noqa: E402
+from grading_fixtures import hostile, isolation_mode  # noqa: E402
 from grading_fixtures.submissions import LESSON  # noqa: E402
 
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-adversarial")]
@@ -35,18 +35,9 @@ LEARNERS = sorted(hostile.cases(Path("/course"), 0))
 HIDDEN_CHECKS = ("softmax.hidden", "attend.hidden", "attend.properties", "blanks.answers")
 
 
-def _isolation() -> str:
-    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
-    try:
-        from sandbox import probe_mode
-    finally:
-        sys.path.pop(0)
-    return probe_mode()[0]
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    if _isolation() == "none":
+    if isolation_mode() == "none":
         pytest.skip("sandboxing kernels needs root or unprivileged user namespaces")
     root = tmp_path_factory.mktemp("adversarial")
     course = root / "course"

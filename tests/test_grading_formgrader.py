@@ -14,16 +14,10 @@ import pytest
 
 from autograder.course import ROOT, find_lesson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures import isolation_flags  # noqa: E402
+
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-formgrader")]
-
-
-def _isolation() -> list[str]:
-    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
-    try:
-        from sandbox import probe_mode
-    finally:
-        sys.path.pop(0)
-    return [] if probe_mode()[0] != "none" else ["--isolation", "none"]
 
 
 def test_formgrader_feedback_and_export_after_grade(tmp_path):
@@ -39,7 +33,7 @@ def test_formgrader_feedback_and_export_after_grade(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", str(folder), "--lesson", "02",
          "--course", str(course), "--out", str(course / "graded"), "--workers", "2",
-         "--no-progress", *_isolation()], cwd=ROOT, capture_output=True, text=True,
+         "--no-progress", *isolation_flags()], cwd=ROOT, capture_output=True, text=True,
         timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
 

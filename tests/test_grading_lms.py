@@ -15,18 +15,10 @@ import pytest
 from autograder.course import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures import isolation_flags  # noqa: E402
 from grading_fixtures.submissions import HONEST, LESSON, notebook  # noqa: E402
 
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-lms")]
-
-
-def _isolation() -> list[str]:
-    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
-    try:
-        from sandbox import probe_mode
-    finally:
-        sys.path.pop(0)
-    return [] if probe_mode()[0] != "none" else ["--isolation", "none"]
 
 
 def _zip(path: Path, files: dict[str, str]) -> Path:
@@ -40,7 +32,7 @@ def _grade(archive: Path, course: Path) -> tuple[dict, dict]:
     course.mkdir()
     run = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", str(archive), "--course", str(course),
-         "--out", str(course / "graded"), "--workers", "2", "--no-progress", *_isolation()],
+         "--out", str(course / "graded"), "--workers", "2", "--no-progress", *isolation_flags()],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = {r["student_id"]: r for r in csv.DictReader(

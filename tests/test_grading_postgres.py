@@ -23,6 +23,7 @@ import pytest
 from autograder.course import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures import isolation_flags  # noqa: E402
 from grading_fixtures.submissions import LESSON, honest_class  # noqa: E402
 
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-postgres")]
@@ -85,18 +86,9 @@ def postgres():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _isolation() -> str:
-    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
-    try:
-        from sandbox import probe_mode
-    finally:
-        sys.path.pop(0)
-    return probe_mode()[0]
-
-
 def test_two_runs_with_two_workers_fill_one_postgres_gradebook(postgres, tmp_path):
     """Do two grading runs (two workers each), at once, put every grade in PostgreSQL?"""
-    isolation = [] if _isolation() != "none" else ["--isolation", "none"]
+    isolation = isolation_flags()
     expected, runs = {}, []
     for name in ("ta1", "ta2"):
         folder, course = tmp_path / f"class-{name}", tmp_path / f"course-{name}"

@@ -16,18 +16,10 @@ import pytest
 from autograder.course import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures import isolation_mode  # noqa: E402
 from grading_fixtures.submissions import LESSON, honest_class  # noqa: E402
 
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-resume")]
-
-
-def _isolation() -> str:
-    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
-    try:
-        from sandbox import probe_mode
-    finally:
-        sys.path.pop(0)
-    return probe_mode()[0]
 
 
 def _command(folder: Path, course: Path) -> list[str]:
@@ -80,7 +72,7 @@ def _sandbox_processes(base: int) -> list[int]:
 
 def test_killed_runs_resume_without_double_grading(tmp_path):
     """Killed twice mid-way, does the third run finish with every grade, each given once?"""
-    if _isolation() == "none":
+    if isolation_mode() == "none":
         pytest.skip("sandboxing kernels needs root or unprivileged user namespaces")
     folder, course = tmp_path / "class", tmp_path / "course"
     course.mkdir()

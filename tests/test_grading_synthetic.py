@@ -11,23 +11,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder.course import ROOT
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
+from grading_fixtures import isolation_flags  # noqa: E402
+
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-synthetic")]
 LESSON = "90_synthetic"
-
-
-def _isolation() -> list[str]:
-    sys.path.insert(0, str(ROOT / "autograder" / "grading"))
-    try:
-        from sandbox import probe_mode
-    finally:
-        sys.path.pop(0)
-    return [] if probe_mode()[0] != "none" else ["--isolation", "none"]
 
 
 def _lesson(course):
@@ -62,7 +57,7 @@ def test_hidden_asserts_stay_hidden(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", str(folder), "--lesson", "90",
          "--course", str(course), "--out", str(course / "graded"), "--workers", "1",
-         "--no-progress", *_isolation()], cwd=ROOT, capture_output=True, text=True,
+         "--no-progress", *isolation_flags()], cwd=ROOT, capture_output=True, text=True,
         timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
