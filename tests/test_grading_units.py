@@ -175,6 +175,13 @@ def test_image_holds_no_compare_no_reference_no_solutions(images):
     assert "_softmax_mistakes(*args, **kwargs):\n    raise RuntimeError" in checks
     assert "ref_softmax(x" not in checks  # the reference is never called on the record side
     assert not list(path.rglob("*.ipynb")) and not (path / "solutions").exists()
+    # the fill-in-the-blanks answers stay in the grader (the record half only names them)
+    from autograder.checks import lesson01
+
+    assert set(lesson01.BLANK_NAMES) == set(lesson01.BLANKS)
+    assert "BLANKS" not in checks
+    assert not any(repr(answer) in checks for accepted in lesson01.BLANKS.values()
+                   for answer in accepted if answer not in ("softmax", "v"))
     out = _in_image(path, """
 import attnlab, autograder.checks as c
 assert c.__file__.startswith(sys.path[0]), c.__file__
