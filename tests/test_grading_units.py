@@ -195,6 +195,15 @@ print(c.REGISTRY["softmax.values"].compare)
     assert "None" in out
 
 
+def test_leak_panel_truth_stays_in_the_grader(tmp_path):
+    """Does lesson 04's record half build the detector's test models without saying which
+    of them leak (or naming them)?"""
+    path, _ = image.build_image(find_lesson("04"), tmp_path)
+    checks = (path / "autograder" / "checks" / "lesson04.py").read_text()
+    assert "BUILDERS" in checks and "MODELS" not in checks
+    assert "tiny leak" not in checks and "peek ahead" not in checks
+
+
 def test_earlier_lessons_building_blocks_stay(images):
     """Does lesson 03 keep lesson 02's attention but not its own MultiHeadAttention?"""
     out = _in_image(images["03"], """

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.checks import REGISTRY, CheckFailed, check
-from autograder.checks.lesson04 import MODELS, _panel
+from autograder.checks.lesson04 import BUILDERS, MODEL_NAMES, MODELS, _panel
 from autograder.reference import causal_mask as ref_causal
 from autograder.reference import leaks_future as ref_leaks_future
 from autograder.reference import masked_attention as ref_masked
@@ -485,9 +485,11 @@ def test_detector_mistake_gets_its_message(fn, check_id, message):
 
 def test_panel_truth_agrees_with_the_reference_detector():
     """Does the reference detector agree with every panel model's stated truth?"""
+    assert len(BUILDERS) == len(MODELS) == len(MODEL_NAMES)
     for hidden in (False, True):
-        for name, L, d, seed in _panel(hidden):
-            got = ref_leaks_future(MODELS[name].build(d), L, d, torch.Generator().manual_seed(seed))
+        for number, L, d, seed in _panel(hidden):
+            name = MODEL_NAMES[number]
+            got = ref_leaks_future(BUILDERS[number](d), L, d, torch.Generator().manual_seed(seed))
             assert got == MODELS[name].leaks, (name, L, d)
 
 

@@ -609,66 +609,76 @@ def _tiny_leak(d: int) -> Callable[[Tensor], Tensor]:
     return lambda x: causal(x) + 1e-3 * x.flip(-2)
 
 
+# The panel of models the detector is run on. The record half (which runs in the learner's
+# kernel when a class is graded) only builds them, by number: their names, whether each one
+# leaks and what it does stay with the compare half (MODELS, in the same order).
+BUILDERS: tuple[Callable[[int], Callable[[Tensor], Tensor]], ...] = (  # d_model -> fn(x)
+    lambda d: _attention_model(d, "none"),  # 0: unmasked attention
+    lambda d: _attention_model(d, "causal"),  # 1: causal attention
+    lambda d: lambda x: x.clone(),  # 2: identity
+    lambda d: _cummean,  # 3: running mean
+    lambda d: lambda x: x.flip(-2).cumsum(-2).flip(-2),  # 4: reversed running sum
+    lambda d: _peek_ahead,  # 5: peek ahead
+    lambda d: lambda x: _cummean(x) + 0.5 * x[..., -1:, :],  # 6: last only
+    lambda d: _with(_cummean, _add_at(0, 1)),  # 7: middle only
+    lambda d: _with(lambda x: x, _add_at(-2, -1)),  # 8: into penultimate
+    _tiny_leak,  # 9: tiny leak
+    lambda d: _attention_model(d, "renorm"),  # 10: renormalised
+    # 11: total minus suffix
+    lambda d: lambda x: x.sum(-2, keepdim=True) - x.flip(-2).cumsum(-2).flip(-2) + x,
+)
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
     leaks: bool
     about: str  # what the model does, in a learner's words
-    build: Callable[[int], Callable[[Tensor], Tensor]]  # d_model -> fn(x (..., L, d)) -> same
 
 
 MODELS = {m.name: m for m in (
     Model("unmasked attention", True, "self-attention with no mask: every position attends "
-          "to every position, later ones included", lambda d: _attention_model(d, "none")),
+          "to every position, later ones included"),
     Model("causal attention", False, "self-attention with a causal mask: position i sees "
-          "positions 0..i only", lambda d: _attention_model(d, "causal")),
-    Model("identity", False, "the identity map, output = input",
-          lambda d: lambda x: x.clone()),
-    Model("running mean", False, "a running mean: output i is the mean of inputs 0..i",
-          lambda d: _cummean),
+          "positions 0..i only"),
+    Model("identity", False, "the identity map, output = input"),
+    Model("running mean", False, "a running mean: output i is the mean of inputs 0..i"),
     Model("reversed running sum", True, "a reversed running sum: output i is the sum of "
-          "inputs i..L-1, so it depends on every later input",
-          lambda d: lambda x: x.flip(-2).cumsum(-2).flip(-2)),
+          "inputs i..L-1, so it depends on every later input"),
     Model("peek ahead", True, "output i = input i + input i+1: each position peeks one step "
-          "ahead", lambda d: _peek_ahead),
+          "ahead"),
     Model("last only", True, "a running mean plus half of the LAST input at every position: "
-          "the only leak comes from the last position",
-          lambda d: lambda x: _cummean(x) + 0.5 * x[..., -1:, :]),
+          "the only leak comes from the last position"),
     Model("middle only", True, "a running mean, except that output 0 also adds half of "
-          "input 1: the only leak is from position 1 into position 0",
-          lambda d: _with(_cummean, _add_at(0, 1))),
+          "input 1: the only leak is from position 1 into position 0"),
     Model("into penultimate", True, "the identity, except that output L-2 adds half of "
-          "input L-1: the only leak is into the second-to-last position",
-          lambda d: _with(lambda x: x, _add_at(-2, -1))),
+          "input L-1: the only leak is into the second-to-last position"),
     Model("tiny leak", True, "causal attention plus 0.001 x (the input sequence reversed): "
-          "a leak of about 1e-3, small but real",
-          _tiny_leak),
+          "a leak of about 1e-3, small but real"),
     Model("renormalised", False, "causal attention that masks after the softmax and "
           "renormalises: causal on paper, but float32 rounding moves earlier outputs by about "
-          "1e-7 when later inputs change", lambda d: _attention_model(d, "renorm")),
+          "1e-7 when later inputs change"),
     Model("total minus suffix", False, "a running sum computed as (total - suffix sum + "
-          "input): causal on paper, with float32 rounding noise of about 1e-7",
-          lambda d: lambda x: x.sum(-2, keepdim=True) - x.flip(-2).cumsum(-2).flip(-2) + x),
+          "input): causal on paper, with float32 rounding noise of about 1e-7"),
 )}
+MODEL_NAMES = tuple(MODELS)  # BUILDERS[i] builds MODELS[MODEL_NAMES[i]]
 
 
-def _panel(hidden: bool) -> list[tuple[str, int, int, int]]:
-    """(model name, L, d_model, generator seed) for each run of the detector."""
+def _panel(hidden: bool) -> list[tuple[int, int, int, int]]:
+    """(model number in BUILDERS, L, d_model, generator seed) for each run of the detector."""
     if not hidden:
-        names = ("unmasked attention", "causal attention", "identity", "running mean",
-                 "reversed running sum")
-        return [(n, 6, 8, 404 + i) for i, n in enumerate(names)]
+        return [(n, 6, 8, 404 + n) for n in range(5)]  # models 0-4
     runs = [
-        ("unmasked attention", 2, 3), ("unmasked attention", 12, 16),
-        ("causal attention", 2, 4), ("causal attention", 9, 8),
-        ("identity", 3, 1), ("running mean", 12, 5), ("reversed running sum", 3, 2),
-        ("peek ahead", 7, 4), ("peek ahead", 2, 1),
-        ("last only", 5, 4), ("last only", 11, 8),
-        ("middle only", 6, 3), ("middle only", 10, 8),
-        ("into penultimate", 5, 2), ("into penultimate", 9, 6),
-        ("tiny leak", 6, 8), ("tiny leak", 12, 16),
-        ("renormalised", 9, 8), ("renormalised", 12, 16),
-        ("total minus suffix", 9, 8), ("total minus suffix", 12, 16), ("total minus suffix", 7, 4),
+        (0, 2, 3), (0, 12, 16),
+        (1, 2, 4), (1, 9, 8),
+        (2, 3, 1), (3, 12, 5), (4, 3, 2),
+        (5, 7, 4), (5, 2, 1),
+        (6, 5, 4), (6, 11, 8),
+        (7, 6, 3), (7, 10, 8),
+        (8, 5, 2), (8, 9, 6),
+        (9, 6, 8), (9, 12, 16),
+        (10, 9, 8), (10, 12, 16),
+        (11, 9, 8), (11, 12, 16), (11, 7, 4),
     ]
     return [(n, L, d, 7404 + 10 * i) for i, (n, L, d) in enumerate(runs)]
 
@@ -677,8 +687,8 @@ def _leak_guard() -> Guard:
     return Guard((), [(OURS.format("leaks_future"), ref_leaks_future)])
 
 
-def _run_detector(fn, name: str, L: int, d: int, seed: int) -> dict:
-    model = MODELS[name].build(d)
+def _run_detector(fn, number: int, L: int, d: int, seed: int) -> dict:
+    model = BUILDERS[number](d)
     with torch.random.fork_rng():
         before = torch.random.get_rng_state()
         out = call(fn, model, L, d, torch.Generator().manual_seed(seed), guard=_leak_guard())
@@ -774,16 +784,17 @@ def _compare_leaks(hidden: bool):
     def compare(rec: dict) -> None:
         panel = _panel(hidden)
         said: list[bool] = []
-        for (name, L, d, _), run in zip(panel, rec["runs"], strict=True):
-            case = f"model: {name}, L={L}, d_model={d}"
+        for (number, L, d, _), run in zip(panel, rec["runs"], strict=True):
+            case = f"model: {MODEL_NAMES[number]}, L={L}, d_model={d}"
             said.append(_verdict(check_outcome(run["out"], DETECTOR, case), case))
         verdicts: dict[str, list[bool]] = {}
-        for (name, _, _, _), verdict in zip(panel, said, strict=True):
-            verdicts.setdefault(name, []).append(verdict)
+        for (number, _, _, _), verdict in zip(panel, said, strict=True):
+            verdicts.setdefault(MODEL_NAMES[number], []).append(verdict)
         message = _diagnose(verdicts)
         if message:
             fail(f"{DETECTOR} gets some models of the test panel wrong. {message}")
-        for (name, L, d, _), verdict in zip(panel, said, strict=True):
+        for (number, L, d, _), verdict in zip(panel, said, strict=True):
+            name = MODEL_NAMES[number]
             model = MODELS[name]
             if verdict != model.leaks:
                 fail(f"{DETECTOR} says the model \"{name}\" (L={L}, d_model={d}) "
