@@ -241,7 +241,9 @@ its tiles live inside the kernel, where the tensor count cannot see them.
 {last_line}
 """
     Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+    from report import compose  # benchmarks/report.py, beside this script
+
+    print(f"wrote {args.out} and {compose()}")
     return 0
 
 

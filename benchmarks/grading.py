@@ -15,7 +15,7 @@ folders:
   execution, nbgrader autograde, feedback, export, report).
 
 Both gradebooks are then read: every learner's score on every test cell must be equal.
-Writes benchmarks/GRADING.md (the "## Grading" section of BENCHMARKS.md).
+Writes benchmarks/GRADING.md, a section of BENCHMARKS.md (benchmarks/report.py).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def main() -> int:
     ratio = t_autograde / t_grade
     ratio_all = (t_autograde + t_feedback + t_export) / t_grade
     same = "yes" if not differ else f"**no** ({', '.join(differ)})"
-    text = f"""## Grading
+    text = f"""# Grading a class: `grade` against `nbgrader autograde`
 
 Measured by `.venv/bin/python benchmarks/grading.py --learners {args.learners}\
 {' --workers ' + str(args.workers) if args.workers else ''}\
@@ -164,6 +164,9 @@ forking each worker's pre-imported fork server), paid once per run.
         text += table
     Path(args.out).write_text(text)
     print(text)
+    from report import compose  # benchmarks/report.py, beside this script
+
+    print(f"wrote {args.out} and {compose()}")
     return 0 if not differ and not wrong and not failures else 1
 
 
