@@ -287,6 +287,69 @@ def call(fn: Callable, *args: Any, guard: Guard | None = None, **kwargs: Any) ->
     return out
 
 
+# ----------------------------------------------------------------------------- learner modules
+
+
+def get_path(obj: Any, path: str) -> Any:
+    """``module.blocks.0.attn.q_proj.weight``: attributes, and indices into a ModuleList."""
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() and hasattr(obj, "__getitem__") else \
+            getattr(obj, part)
+    return obj
+
+
+def load_params(module: Any, params: dict[str, Any]) -> dict[str, str]:
+    """Copy fixed-seed tensors into the learner's module by name; what happened, per name."""
+    import torch
+
+    seen: dict[str, str] = {}
+    for path, value in params.items():
+        try:
+            target = get_path(module, path)
+        except Exception:  # AttributeError, IndexError, or a property that raises
+            seen[path] = "missing"
+            continue
+        if not isinstance(target, torch.Tensor):
+            seen[path] = f"not a tensor ({type(target).__name__})"
+            continue
+        if tuple(target.shape) != tuple(value.shape):
+            seen[path] = f"shape {tuple(target.shape)}"
+            continue
+        try:
+            with torch.no_grad():
+                target.copy_(value)
+            seen[path] = "ok"
+        except Exception as exc:  # e.g. a tensor that is not a leaf
+            seen[path] = f"error ({type(exc).__name__}: {exc})"
+    return seen
+
+
+def build_module(cls: Any, *args: Any, **kwargs: Any) -> tuple[Any, Outcome]:
+    """The learner's module (eval mode), built without disturbing the global random stream."""
+    import torch
+
+    holder: dict = {}
+
+    def construct() -> None:
+        with torch.random.fork_rng():  # their init draws from the global stream: restore it
+            holder["m"] = cls(*args, **kwargs)
+
+    outcome = call(construct)
+    module = holder.get("m")
+    if module is not None:
+        try:
+            module.eval()
+        except Exception:  # a learner's odd eval() never crashes the check
+            pass
+    return module, outcome
+
+
+def built_text(name: str, args: tuple, kwargs: dict) -> str:
+    """How the check built it, as the learner would write it: ``Name(8, 2, eps=0.5)``."""
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
 # ----------------------------------------------------------------------------- comparing
 
 
@@ -367,6 +430,15 @@ def close(got: np.ndarray, want: np.ndarray, atol: float = 1e-5, rtol: float = 1
     return got.shape == want.shape and bool(
         np.allclose(got.astype(np.float64), want.astype(np.float64), atol=atol, rtol=rtol)
     )
+
+
+def first_close(got: np.ndarray, mistakes: list[tuple[str, np.ndarray | None]],
+                atol: float, rtol: float = 1e-4) -> str | None:
+    """The message of the first known mistake whose output ``got`` matches, if any."""
+    for message, wrong in mistakes:
+        if wrong is not None and close(got, np.asarray(wrong), atol, rtol):
+            return message
+    return None
 
 
 def expect_close(got: np.ndarray, want: np.ndarray, what: str, case: str = "",

@@ -30,6 +30,8 @@ from ._core import (
     Guard,
     Outcome,
     as_array,
+    build_module,
+    built_text,
     call,
     check_outcome,
     close,
@@ -37,7 +39,9 @@ from ._core import (
     expect_finite,
     expect_shape,
     fail,
+    first_close,
     fmt,
+    load_params,
     register,
     unpack_pair,
 )
@@ -57,70 +61,6 @@ def _few(values: np.ndarray, n: int = 3) -> str:
     return "[" + ", ".join(f"{float(v):.3g}" for v in np.ravel(values)[:n]) + ", ...]"
 
 
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def _get(obj, path: str):
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _load(module, params: dict[str, Tensor]) -> dict[str, str]:
-    """Copy fixed-seed tensors into the learner's module by name; what happened, per name."""
-    seen: dict[str, str] = {}
-    for path, value in params.items():
-        try:
-            target = _get(module, path)
-        except Exception:  # AttributeError, or a property that raises
-            seen[path] = "missing"
-            continue
-        if not isinstance(target, torch.Tensor):
-            seen[path] = f"not a tensor ({type(target).__name__})"
-            continue
-        if tuple(target.shape) != tuple(value.shape):
-            seen[path] = f"shape {tuple(target.shape)}"
-            continue
-        try:
-            with torch.no_grad():
-                target.copy_(value)
-            seen[path] = "ok"
-        except Exception as exc:  # e.g. a tensor that is not a leaf
-            seen[path] = f"error ({type(exc).__name__}: {exc})"
-    return seen
-
-
-def _build(cls, *args, **kwargs) -> tuple[object, Outcome]:
-    """The learner's module (eval mode), built without disturbing the global random stream."""
-    holder: dict = {}
-
-    def construct() -> None:
-        with torch.random.fork_rng():  # their init draws from the global stream: restore it
-            holder["m"] = cls(*args, **kwargs)
-
-    outcome = call(construct)
-    module = holder.get("m")
-    if module is not None:
-        try:
-            module.eval()
-        except Exception:  # a learner's odd eval() never crashes the check
-            pass
-    return module, outcome
-
-
-def _built_text(name: str, args: tuple, kwargs: dict) -> str:
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
-
-
-def _first_close(got: np.ndarray, mistakes: list[tuple[str, np.ndarray | None]],
-                 atol: float, rtol: float) -> str | None:
-    for message, wrong in mistakes:
-        if wrong is not None and close(got, np.asarray(wrong), atol, rtol):
-            return message
-    return None
-
-
 def _expect(got: np.ndarray, want: np.ndarray, what: str, case: str,
             mistakes: list[tuple[str, np.ndarray | None]], atol: float = 2e-5,
             rtol: float = 1e-4) -> None:
@@ -128,7 +68,7 @@ def _expect(got: np.ndarray, want: np.ndarray, what: str, case: str,
     expect_shape(got, want.shape, what, case)
     if close(got, want, atol, rtol):
         return
-    message = _first_close(got, mistakes, atol, rtol)
+    message = first_close(got, mistakes, atol, rtol)
     if message:
         fail(f"{what} does not match the reference ({case}). {message}")
     expect_close(got, want, what, case, atol=atol, rtol=rtol)
@@ -287,10 +227,10 @@ def _record_ln(cases: list[LnCase]):
         rec = {}
         for case in cases:
             args, kwargs = case.args()
-            module, built = _build(cls, *args, **kwargs)
+            module, built = build_module(cls, *args, **kwargs)
             info = {"construct": built, "seen": {}, "forward": None}
             if module is not None:
-                info["seen"] = _load(module, _ln_params(case))
+                info["seen"] = load_params(module, _ln_params(case))
                 info["forward"] = call(module, _ln_input(case), guard=_ln_guard())
             rec[case.desc] = info
         return rec
@@ -300,7 +240,7 @@ def _record_ln(cases: list[LnCase]):
 def _ln_output(info: dict, case: LnCase) -> np.ndarray:
     """Construction, parameters, forbidden calls, errors: everything before the values."""
     args, kwargs = case.args()
-    built = _built_text("LayerNorm", args, kwargs)
+    built = built_text("LayerNorm", args, kwargs)
     check_outcome(info["construct"], built)
     fwd = info["forward"]
     if fwd is not None and fwd.forbidden:
@@ -357,7 +297,7 @@ LN_PARAM_CASES = [((12,), {}), ((5,), {"eps": 0.25})]
 def _record_ln_params(cls) -> dict:
     rec = {}
     for args, kwargs in LN_PARAM_CASES:
-        module, built = _build(cls, *args, **kwargs)
+        module, built = build_module(cls, *args, **kwargs)
         info: dict = {"construct": built, "params": None, "attrs": {}}
         if module is not None:
             try:
@@ -371,13 +311,13 @@ def _record_ln_params(cls) -> dict:
                     "parameter": isinstance(t, nn.Parameter),
                     "value": _np(t) if isinstance(t, torch.Tensor) else None,
                 }
-        rec[_built_text("LayerNorm", args, kwargs)] = info
+        rec[built_text("LayerNorm", args, kwargs)] = info
     return rec
 
 
 def _compare_ln_params(rec: dict) -> None:
     for args, kwargs in LN_PARAM_CASES:
-        built = _built_text("LayerNorm", args, kwargs)
+        built = built_text("LayerNorm", args, kwargs)
         info = rec[built]
         check_outcome(info["construct"], built)
         d = args[0]
@@ -426,10 +366,10 @@ def _property_input() -> Tensor:
 
 
 def _record_normalised(cls) -> dict:
-    module, built = _build(cls, 16)
+    module, built = build_module(cls, 16)
     info = {"construct": built, "seen": {}, "forward": None}
     if module is not None:
-        info["seen"] = _load(module, _ln_params(NORM_CASE))
+        info["seen"] = load_params(module, _ln_params(NORM_CASE))
         x = _property_input()
         guard = _ln_guard
         info["forward"] = call(module, x, guard=guard())
@@ -626,10 +566,10 @@ def _record_ff(cases: list[FfCase]):
         rec = {}
         for case in cases:
             args, kwargs = case.args()
-            module, built = _build(cls, *args, **kwargs)
+            module, built = build_module(cls, *args, **kwargs)
             info: dict = {"construct": built, "seen": {}, "forward": None}
             if module is not None:
-                info["seen"] = _load(module, _ff_params(case))
+                info["seen"] = load_params(module, _ff_params(case))
                 x = _ff_input(case)
                 info["forward"] = call(module, x, guard=_ff_guard())
                 if case.position_wise:
@@ -647,7 +587,7 @@ def _compare_ff(cases: list[FfCase]):
         for case in cases:
             info = rec[case.desc]
             args, kwargs = case.args()
-            built = _built_text("FeedForward", args, kwargs)
+            built = built_text("FeedForward", args, kwargs)
             check_outcome(info["construct"], built)
             fwd = info["forward"]
             if fwd is not None and fwd.forbidden:
@@ -934,11 +874,11 @@ def _record_encoder(cases: list[EncCase], weights: bool = False):
         rec = {}
         for case in cases:
             args, kwargs = case.args()
-            module, built = _build(cls, *args, **kwargs)
+            module, built = build_module(cls, *args, **kwargs)
             info: dict = {"construct": built, "seen": {}, "forward": None}
             if module is not None:
                 info["same_norm"] = _same_norm(module)
-                info["seen"] = _load(module, _enc_params(case))
+                info["seen"] = load_params(module, _enc_params(case))
                 x, mask = _enc_inputs(case)
                 fwd_args = (x,) if mask is None else (x, mask)
                 info["forward"] = call(module, *fwd_args, guard=_enc_guard())
@@ -1061,7 +1001,7 @@ def _check_separate_norms(info: dict) -> None:
 
 def _check_built(info: dict, case: EncCase) -> str:
     args, kwargs = case.args()
-    built = _built_text("EncoderLayer", args, kwargs)
+    built = built_text("EncoderLayer", args, kwargs)
     check_outcome(info["construct"], built)
     fwd = info["forward"]
     if fwd is not None and fwd.forbidden:
@@ -1092,7 +1032,7 @@ def _compare_encoder_case(info: dict, case: EncCase, oracle: str = "reference") 
         return got
     _check_parts(info, case, built)
     against = "the reference" if oracle == "reference" else "torch.nn.TransformerEncoderLayer"
-    message = _first_close(got, _enc_mistakes(case), 2e-5, 1e-4)
+    message = first_close(got, _enc_mistakes(case), 2e-5, 1e-4)
     if message:
         fail(f"{ENC} does not match {against} ({case.desc}). {message}")
     fail(f"{ENC} does not match {against} with the same weights ({case.desc}): largest "
@@ -1154,14 +1094,14 @@ LAYOUT_CASE = EncCase("EncoderLayer(16, 4, 40, dropout=0.1, activation=\"gelu\",
 def _record_layout(cls) -> dict:
     case = LAYOUT_CASE
     args, kwargs = case.args()
-    module, built = _build(cls, *args, dropout=0.1, **kwargs)
+    module, built = build_module(cls, *args, dropout=0.1, **kwargs)
     info: dict = {"construct": built, "seen": {}, "forward": None, "attrs": {}}
     if module is None:
         return info
     for name in ("self_attn", "ff", "norm1", "norm2"):
         info["attrs"][name] = type(getattr(module, name, None)).__name__
     info["same_norm"] = _same_norm(module)
-    info["seen"] = _load(module, _enc_params(case))
+    info["seen"] = load_params(module, _enc_params(case))
     info["parts"] = _record_parts(module, _enc_inputs(case)[0])
     return info
 

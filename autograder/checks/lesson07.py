@@ -37,6 +37,8 @@ from ._core import (
     Guard,
     Outcome,
     as_array,
+    build_module,
+    built_text,
     call,
     check_outcome,
     close,
@@ -44,7 +46,9 @@ from ._core import (
     expect_finite,
     expect_shape,
     fail,
+    first_close,
     fmt,
+    load_params,
     register,
 )
 
@@ -58,71 +62,6 @@ SHAPE_WORDS = ("size of tensor", "shape", "broadcast", "must match", "mat1 and m
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def _get(obj, path: str):
-    for part in path.split("."):
-        obj = obj[int(part)] if part.isdigit() and hasattr(obj, "__getitem__") else \
-            getattr(obj, part)
-    return obj
-
-
-def _load(module, params: dict[str, Tensor]) -> dict[str, str]:
-    """Copy fixed-seed tensors into the learner's module by name; what happened, per name."""
-    seen: dict[str, str] = {}
-    for path, value in params.items():
-        try:
-            target = _get(module, path)
-        except Exception:  # AttributeError, IndexError, or a property that raises
-            seen[path] = "missing"
-            continue
-        if not isinstance(target, torch.Tensor):
-            seen[path] = f"not a tensor ({type(target).__name__})"
-            continue
-        if tuple(target.shape) != tuple(value.shape):
-            seen[path] = f"shape {tuple(target.shape)}"
-            continue
-        try:
-            with torch.no_grad():
-                target.copy_(value)
-            seen[path] = "ok"
-        except Exception as exc:  # e.g. a tensor that is not a leaf
-            seen[path] = f"error ({type(exc).__name__}: {exc})"
-    return seen
-
-
-def _build(cls, *args, **kwargs) -> tuple[object, Outcome]:
-    """The learner's module (eval mode), built without disturbing the global random stream."""
-    holder: dict = {}
-
-    def construct() -> None:
-        with torch.random.fork_rng():  # their init draws from the global stream: restore it
-            holder["m"] = cls(*args, **kwargs)
-
-    outcome = call(construct)
-    module = holder.get("m")
-    if module is not None:
-        try:
-            module.eval()
-        except Exception:  # a learner's odd eval() never crashes the check
-            pass
-    return module, outcome
-
-
-def _built_text(name: str, args: tuple, kwargs: dict) -> str:
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
-
-
-def _first_close(got: np.ndarray, mistakes: list[tuple[str, np.ndarray | None]],
-                 atol: float, rtol: float = 1e-4) -> str | None:
-    for message, wrong in mistakes:
-        if wrong is not None and close(got, np.asarray(wrong), atol, rtol):
-            return message
-    return None
 
 
 def _is_tensor_record(value) -> bool:
@@ -441,11 +380,11 @@ def _record_decoder(cases: list[DecCase], weights: bool = False):
         rec = {}
         for case in cases:
             args, kwargs = case.args()
-            module, built = _build(cls, *args, **kwargs)
+            module, built = build_module(cls, *args, **kwargs)
             info: dict = {"construct": built, "seen": {}, "forward": None, "shared": []}
             if module is not None:
                 info["shared"] = _shared_parts(module)
-                info["seen"] = _load(module, _dec_params(case))
+                info["seen"] = load_params(module, _dec_params(case))
                 x, memory, self_mask, memory_mask = _dec_inputs(case)
                 kw = {}
                 if self_mask is not None:
@@ -463,7 +402,7 @@ def _record_decoder(cases: list[DecCase], weights: bool = False):
 
 def _check_dec_built(info: dict, case: DecCase) -> str:
     args, kwargs = case.args()
-    built = _built_text("DecoderLayer", args, kwargs)
+    built = built_text("DecoderLayer", args, kwargs)
     check_outcome(info["construct"], built)
     fwd = info["forward"]
     if fwd is not None and fwd.forbidden:
@@ -502,7 +441,7 @@ def _compare_decoder_case(info: dict, case: DecCase, oracle: str = "reference") 
     if close(got, want, atol=2e-5):
         return got
     against = "the reference" if oracle == "reference" else "torch.nn.TransformerDecoderLayer"
-    message = _first_close(got, _dec_mistakes(case), 2e-5)
+    message = first_close(got, _dec_mistakes(case), 2e-5)
     if message:
         fail(f"{DEC} does not match {against} ({case.desc}). {message}")
     fail(f"{DEC} does not match {against} with the same weights ({case.desc}): largest "
@@ -579,14 +518,14 @@ LAYOUT_CASE = DecCase('DecoderLayer(16, 4, 40, dropout=0.1, activation="gelu", e
 def _record_layout(cls) -> dict:
     case = LAYOUT_CASE
     args, kwargs = case.args()
-    module, built = _build(cls, *args, dropout=0.1, **kwargs)
+    module, built = build_module(cls, *args, dropout=0.1, **kwargs)
     info: dict = {"construct": built, "seen": {}, "attrs": {}, "shared": [], "parts": {}}
     if module is None:
         return info
     for name in DEC_PARTS:
         info["attrs"][name] = type(getattr(module, name, None)).__name__
     info["shared"] = _shared_parts(module)
-    info["seen"] = _load(module, _dec_params(case))
+    info["seen"] = load_params(module, _dec_params(case))
     x, memory, _, _ = _dec_inputs(case)
     for name in ("norm1", "norm2", "norm3", "ff"):
         sub = getattr(module, name, None)
@@ -734,7 +673,7 @@ class GptCase:
 
     @property
     def built(self) -> str:
-        return _built_text("TinyGPT", self.args(), {})
+        return built_text("TinyGPT", self.args(), {})
 
 
 @lru_cache(maxsize=64)
@@ -896,12 +835,12 @@ def _record_gpt(cases: list[GptCase], cached: bool = False, causal: bool = False
     def record(cls) -> dict:
         rec = {}
         for case in cases:
-            module, built = _build(cls, *case.args())
+            module, built = build_module(cls, *case.args())
             info: dict = {"construct": built, "seen": {}, "forward": None, "shared": False}
             if module is not None:
                 info["shared"] = _shared_blocks(module)
                 info["n_blocks"] = _count_blocks(module)
-                info["seen"] = _load(module, gpt_params(case.args(), case.seed))
+                info["seen"] = load_params(module, gpt_params(case.args(), case.seed))
                 first, second = _gpt_tokens(case)
                 info["forward"] = call(module, first, guard=_gpt_guard())
                 if cached and case.T2:
@@ -1016,7 +955,7 @@ def _expect_logits(got, want: np.ndarray, what: str, where: str,
     expect_finite(got, what, where)
     if close(got, want, atol=1e-4, rtol=1e-4):
         return got
-    message = _first_close(got, mistakes, 1e-4)
+    message = first_close(got, mistakes, 1e-4)
     if message:
         fail(f"{what} do not match the reference ({where}). {message}")
     expect_close(got, want, what, where, atol=1e-4, rtol=1e-4)

@@ -48,6 +48,7 @@ from ._core import (
     expect_shape,
     fail,
     fmt,
+    get_path,
     register,
     unpack_pair,
 )
@@ -64,12 +65,6 @@ NO_TRANSPOSE = ("nn.Linear stores its weight as (out_features, in_features), exa
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-def _get(obj, path: str):
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 # ============================================================================= layer_from_bert
@@ -151,7 +146,7 @@ def _record_layer_case(fn, case: BertCase) -> dict:
     params = {}
     for path in PARAMS:
         try:
-            value = _get(layer, path)
+            value = get_path(layer, path)
         except Exception:  # AttributeError, or a property that raises
             params[path] = "missing"
             continue
