@@ -19,8 +19,8 @@ all, so a record is only ever *data to compare*: to pass, it must hold the refer
 outputs on the check's fixed inputs, and nothing in the sandbox can compute those except a
 correct implementation (the reference, the compare code and the mistake catalogue are not
 there; see image.py). Two facts do come from inside the kernel: whether the learner's code
-called a forbidden implementation (the Guard, strengthened in the image to watch torch's
-function and operator dispatch too), and whether the recorder itself was tampered with (a
+called a forbidden implementation (the checks' Guard, which watches Python calls and
+torch's function and operator dispatch), and whether the recorder itself was tampered with (a
 snapshot of its functions, sys.setprofile and key builtins, taken before any learner code,
 is compared at every check; a difference fails the test). A learner who rewrites the
 recorder *and* forges its records can hide a forbidden call; they cannot fake correct
