@@ -197,6 +197,67 @@ def test_formgrader_lists_the_course(tmp_path, chromium):
         server.stop()
 
 
+def test_formgrader_opens_a_graded_class(tmp_path, chromium):
+    """After `grade`, does formgrader show the class with its scores and open a learner's
+    notebook for the short answer's manual grade?"""
+    import subprocess
+    import sys
+
+    from autograder.course import find_lesson
+    from tests.grading_fixtures import isolation_flags
+
+    lesson = find_lesson("02")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    for name in ("solutions", "lessons"):
+        shutil.copytree(ROOT / name / lesson.name, tmp_path / name / lesson.name)
+    (tmp_path / "class" / "ada").mkdir(parents=True)
+    (tmp_path / "class" / "blaise").mkdir()
+    shutil.copy(lesson.source, tmp_path / "class" / "ada" / lesson.source.name)
+    shutil.copy(lesson.release, tmp_path / "class" / "blaise" / lesson.release.name)
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--lesson", "02",
+         "--course", str(tmp_path), "--out", str(tmp_path / "graded"), "--no-progress",
+         *isolation_flags()], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    server = LabServer(tmp_path, ROOT / "etc" / "jupyter" / "instructor", tmp_path / "lab.log")
+    server.start()
+    try:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(server.url("tree"))  # the token in the URL logs the browser in (a cookie)
+        page.wait_for_load_state()
+        page.goto(server.url(f"formgrader/manage_submissions/{lesson.name}"))
+        page.get_by_text("blaise", exact=True).first.wait_for(timeout=60_000)
+        rows = {r.split("\t")[1]: r for r in page.locator("tbody tr").all_inner_texts()
+                if r.count("\t") > 2}
+        auto = sum(c["points"] for c in _graded_cells(lesson.source) if c["auto"])
+        total = sum(c["points"] for c in _graded_cells(lesson.source))
+        assert "needs manual grading" in rows["ada"] and f"{auto:g} / {total:g}" in rows["ada"]
+        assert f"0 / {total:g}" in rows["blaise"]
+        page.goto(server.url(f"formgrader/gradebook/{lesson.name}/{lesson.name}"))
+        page.get_by_text("Submission #1").first.click()  # formgrader hides names by default
+        page.locator("input.score").first.wait_for(timeout=60_000)
+        assert "Submission 1 / 2" in page.locator("body").inner_text()
+        manual = [c for c in _graded_cells(lesson.source) if not c["auto"]]
+        assert page.locator("input.score").count() >= len(manual) > 0
+        context.close()
+    finally:
+        server.stop()
+
+
+def _graded_cells(path: Path) -> list[dict]:
+    """Each graded cell of a source notebook: its points, and whether a test cell scores it."""
+    import nbformat
+
+    cells = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("points"):
+            cells.append({"points": float(meta["points"]), "auto": bool(meta.get("grade"))
+                          and not meta.get("solution")})
+    return cells
+
+
 def test_taken_port_makes_lab_pick_another(tmp_path):
     """With `make lab`'s own flags, does JupyterLab move to a free port when its port is taken?"""
     import socket
