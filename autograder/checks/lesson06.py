@@ -653,19 +653,16 @@ def _enc_guard() -> Guard:
                        nn.TransformerEncoderLayer.forward)])
 
 
-@dataclass(frozen=True)
-class EncCase:
-    desc: str
+class LayerArgs:
+    """How a check builds a layer: ``Layer(d_model, n_heads, d_ff, **only what was given)``,
+    so an argument left out takes the learner's default (post-norm, ReLU, eps 1e-5)."""
+
     d_model: int
     n_heads: int
     d_ff: int
-    B: int
-    L: int
-    seed: int
-    norm_first: bool | None = None  # None: not passed, so the default post-norm applies
-    activation: str | None = None
-    eps: float | None = None
-    mask: str = ""  # "", "causal", "random", "padding"
+    norm_first: bool | None
+    activation: str | None
+    eps: float | None
 
     @property
     def pre(self) -> bool:
@@ -688,6 +685,21 @@ class EncCase:
         if self.eps is not None:
             kwargs["eps"] = self.eps
         return (self.d_model, self.n_heads, self.d_ff), kwargs
+
+
+@dataclass(frozen=True)
+class EncCase(LayerArgs):
+    desc: str
+    d_model: int
+    n_heads: int
+    d_ff: int
+    B: int
+    L: int
+    seed: int
+    norm_first: bool | None = None  # None: not passed, so the default post-norm applies
+    activation: str | None = None
+    eps: float | None = None
+    mask: str = ""  # "", "causal", "random", "padding"
 
 
 ATTN_NAMES = ("q_proj", "k_proj", "v_proj", "out_proj")

@@ -51,6 +51,7 @@ from ._core import (
     load_params,
     register,
 )
+from .lesson06 import ATTN_NAMES, LayerArgs
 
 OURS = "the course's own {} (attnlab / autograder.reference)"
 DEC = "Your DecoderLayer"
@@ -79,7 +80,7 @@ def _dec_guard() -> Guard:
 
 
 @dataclass(frozen=True)
-class DecCase:
+class DecCase(LayerArgs):
     desc: str
     d_model: int
     n_heads: int
@@ -94,30 +95,7 @@ class DecCase:
     self_mask: str = "causal"  # "", "causal", "causal+padding"
     memory_mask: str = ""  # "", "random", "padding"
 
-    @property
-    def pre(self) -> bool:
-        return bool(self.norm_first)
 
-    @property
-    def act(self) -> str:
-        return self.activation or "relu"
-
-    @property
-    def eps_value(self) -> float:
-        return 1e-5 if self.eps is None else self.eps
-
-    def args(self) -> tuple[tuple, dict]:
-        kwargs: dict = {}
-        if self.norm_first is not None:
-            kwargs["norm_first"] = self.norm_first
-        if self.activation is not None:
-            kwargs["activation"] = self.activation
-        if self.eps is not None:
-            kwargs["eps"] = self.eps
-        return (self.d_model, self.n_heads, self.d_ff), kwargs
-
-
-ATTN_NAMES = ("q_proj", "k_proj", "v_proj", "out_proj")
 DEC_PARTS = ("self_attn", "cross_attn", "ff", "norm1", "norm2", "norm3")
 
 
