@@ -54,7 +54,7 @@ lint: setup
 screenshots: setup
 	ATTNLAB_SCREENSHOTS=$(CURDIR)/assets $(PY) -m pytest tests/test_browser.py -k explorer_responds -p no:cacheprovider
 
-# Re-measure everything in BENCHMARKS.md (about 25 minutes on a 2-core machine).
+# Re-measure everything in BENCHMARKS.md (lessons, attention memory, grade vs nbgrader).
 bench: setup
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/attention_memory.py

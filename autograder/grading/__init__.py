@@ -19,7 +19,8 @@ Design in one page (details in each module):
   replaces the test cell's outputs with the verdict. Patched asserts, numpy, torch or
   checks change nothing; tampering with the recorder is detected; forbidden built-ins are
   caught in Python, torch-function and aten-operator dispatch.
-* **Fast**: the fork server makes a kernel in ~0.3 s instead of ~2.5 s; N workers run
+* **Fast**: the fork server makes each kernel without importing numpy, torch,
+  matplotlib and ipykernel again (BENCHMARKS.md has the class-scale timing); N workers run
   kernels in parallel while this process, the only gradebook writer, runs nbgrader's
   autograde (sharing one SQLAlchemy engine per database instead of one per query batch).
 * **Always a grade, nothing lost** (collect.py, journal.py): broken submissions are

@@ -343,11 +343,6 @@ def reference_used_by_records(sliced: dict[str, str], reference_init: str) -> \
     return used
 
 
-def slice_checks(source: str) -> str:
-    """The record half of one ``lessonNN`` checks module on its own."""
-    return slice_checks_modules({"lesson": source})["lesson"]
-
-
 def slice_reference(source: str, module: str, lesson: int,
                     keep: set[str] = frozenset()) -> tuple[str, list[str]]:
     """A reference module with the kernels of ``lesson`` and later ones withheld (except

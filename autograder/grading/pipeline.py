@@ -44,7 +44,7 @@ from ..course import (
 )
 from .channel import Channel
 from .collect import Learner, collect_folder, collect_zip, repair
-from .db import check_connection, normalize_url, redact, restore_sqlite, share_engines, tune_sqlite
+from .db import check_connection, normalize_url, restore_sqlite, share_engines, tune_sqlite
 from .image import build_image
 from .journal import Journal, RunLock
 from .settings import Grading
@@ -686,7 +686,3 @@ def _progress(total: int, enabled: bool, name: str):
 
 def grade(opts: Options, echo=print) -> dict:
     return Run(opts, echo).run()
-
-
-def _redacted_db(url: str) -> str:
-    return redact(url)
