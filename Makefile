@@ -11,17 +11,50 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 LAB_FLAGS := --ServerApp.port=$(PORT) --ServerApp.port_retries=50 $(ROOT_FLAG) \
 	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
-.PHONY: setup lab instructor test test-fast lessons lessons-check bench lint screenshots clean-venv
+.PHONY: setup system-deps lab instructor test test-fast lessons lessons-check bench lint screenshots \
+	clean-venv
+
+# PyTorch comes first and pinned. On Linux PyPI's wheel is the CUDA build (GBs of NVIDIA
+# libraries), so it comes from PyTorch's CPU index when that answers within 15 s, else from PyPI.
+# A CUDA build: `make TORCH_INDEX=https://download.pytorch.org/whl/cu126`; PyPI's: `make TORCH_INDEX=`.
+# macOS: PyPI (no CUDA wheels there).
+TORCH := torch==2.13.0
+ifeq ($(shell uname -s),Linux)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+endif
 
 # Create .venv and install everything; a stamp keeps re-runs instant until pyproject.toml changes.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@# torch first and pinned: the CPU wheel, never a multi-GB CUDA build pulled in by a range
-	$(PY) -m pip install --quiet torch==2.13.0
+	@if [ -n "$(TORCH_INDEX)" ] && timeout 15 $(PY) -c 'import sys, urllib.request; \
+			urllib.request.urlopen(sys.argv[1], timeout=10)' '$(TORCH_INDEX)/torch/' 2>/dev/null; then \
+		echo "$(TORCH) from $(TORCH_INDEX)"; \
+		$(PY) -m pip install --quiet '$(TORCH)' --extra-index-url '$(TORCH_INDEX)'; \
+	else \
+		echo "$(TORCH) from PyPI$(if $(TORCH_INDEX), ($(TORCH_INDEX) did not answer))"; \
+		$(PY) -m pip install --quiet '$(TORCH)'; \
+	fi
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
+
+# System packages some tests need (Debian/Ubuntu): Chromium (browser suite), PostgreSQL (shared
+# gradebook), Node.js and npm (the hub). Root installs the missing ones; without them those
+# tests skip and say why. `make test` runs this first when root.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -z "$$missing" ]; then \
+		echo "system packages: all present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+		echo "system packages missing:$$missing (as root: make system-deps); their tests will skip"; \
+	fi
 
 # Learners: copy each lesson into workspace/ (never overwriting your work) and open JupyterLab there.
 lab: setup
@@ -40,7 +73,7 @@ lessons: setup
 lessons-check: setup
 	$(PY) -m autograder build --check
 
-test: setup
+test: setup $(if $(filter 0,$(shell id -u)),system-deps)
 	$(PY) -m autograder build --check
 	$(PY) -m pytest -n 2 --dist loadgroup
 
