@@ -1,8 +1,8 @@
 """Does `grade` write a shared PostgreSQL gradebook, two workers and two runs at once?
 
 A real PostgreSQL from Debian's packages, on loopback, run as the `postgres` user (it refuses
-root). Run as root (as CI is), the test installs the package if it is missing; otherwise it
-skips with a one-line reason.
+root). `make system-deps` installs it (`make test` does, as root); without it the test skips
+with a one-line reason.
 """
 
 from __future__ import annotations
@@ -34,15 +34,9 @@ def _bin(name: str) -> str | None:
     return found[-1] if found else shutil.which(name)
 
 
-def _install() -> None:
-    if _bin("initdb") and _bin("pg_ctl"):
-        return
-    if os.geteuid() != 0:
-        pytest.skip("PostgreSQL is not installed (run as root to apt-get install postgresql)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True,
-                   capture_output=True, env=env, timeout=900)
+def _require_postgres() -> None:
+    if not (_bin("initdb") and _bin("pg_ctl")):
+        pytest.skip("PostgreSQL is not installed (make system-deps)")
 
 
 def _as_postgres(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -57,7 +51,7 @@ def postgres():
         import psycopg2  # noqa: F401
     except ImportError:
         pytest.skip("psycopg2-binary is not installed (make setup installs the test extra)")
-    _install()
+    _require_postgres()
     home = Path(tempfile.mkdtemp(prefix="attnlab-pg-"))
     password = secrets.token_hex(12)
     (home / "pw").write_text(password)
