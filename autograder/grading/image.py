@@ -43,13 +43,15 @@ EXERCISE_LESSON: dict[str, int] = {
     "DecoderLayer": 7, "TinyGPT": 7, "generate": 7,
     "tiled_attention": 8, "sliding_window_mask": 8, "linear_attention": 8,
     "attention_to": 9,
+    "RMSNorm": 10, "SwiGLU": 10, "repeat_kv": 10, "GroupedQueryAttention": 10,
+    "LlamaBlock": 10, "TinyLlama": 10, "kv_cache_bytes": 10, "top_k_top_p": 10,
 }
 # Building blocks a lesson hands out ready-made (imported in its first cell, not asked for):
 # visible from that lesson on.
 PROVIDED_FROM: dict[str, int] = {"GPTBlock": 7, "elu_plus_one": 8}
 MODULE_LESSON: dict[str, int] = {
     "retrieval": 1, "attention": 2, "masking": 4, "positional": 5, "block": 6,
-    "decoder": 7, "efficient": 8, "interpret": 9,
+    "decoder": 7, "efficient": 8, "interpret": 9, "modern": 10,
 }
 
 WITHHELD_HELPER = '''
