@@ -67,6 +67,10 @@ def _run_kernel(spec: dict) -> None:
     app = IPKernelApp.instance()
     app.initialize(["-f", spec["connection_file"], "--IPKernelApp.log_level=ERROR",
                     "--HistoryManager.hist_file=:memory:", "--HistoryManager.enabled=False"])
+    # matplotlib's inline backend was imported above, before this shell existed, so it
+    # never hooked figures into the shell: without this a figure is only its repr
+    # ("<Figure size ...>") instead of an image, as in a learner's own Jupyter
+    app.shell.enable_matplotlib("inline")
     import autograder.checks
 
     autograder.checks.snapshot()  # the recorder as it is before any learner code runs
