@@ -31,7 +31,7 @@ def _build(args) -> int:
 def _check(args) -> int:
     from .selfcheck import format_report, grade_notebook
 
-    report = grade_notebook(args.notebook)
+    report = grade_notebook(args.notebook, reference=args.nbgrader)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -51,10 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="grade one notebook against its lesson's full tests")
     p.add_argument("notebook", help="path to a lesson notebook (.ipynb), anywhere")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--nbgrader", action="store_true",
+                   help="grade with nbgrader's full generate_assignment + autograde in a "
+                        "scratch course, as an instructor's run (slower; same result)")
     p.set_defaults(func=_check)
     from .grading.command import add_parser as add_grade_parser  # grading a class
 
     add_grade_parser(sub)
+    from .insight import add_parser as add_insight_parser  # what the class got wrong
+
+    add_insight_parser(sub)
     args = parser.parse_args(argv)
     # nbgrader and traitlets log to stderr; the user reads our summary instead
     logging.disable(logging.WARNING)
