@@ -29,7 +29,13 @@ c.Execute.interrupt_on_timeout = True
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
 # The kernel's own start-up log (e.g. its note on unencrypted local TCP) is not the learner's.
-c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
+# Every kernel nbgrader starts with this config (autograde, Validate) is a grading run:
+# ATTNLAB_GRADING=1 in that kernel only, so lesson 07 trains on its short, stated budget
+# (attnlab.tasks.grading_run); kernels started anywhere else train fully.
+c.Execute.extra_arguments = [
+    "--IPKernelApp.log_level=ERROR",
+    "--IPKernelApp.exec_lines=__import__('os').environ.update(ATTNLAB_GRADING='1')",
+]
 
 # --- Grading a class: `python -m autograder grade` (autograder/grading/) -----------------
 # Each learner's notebook runs in a fresh sandboxed kernel with these limits (the command's

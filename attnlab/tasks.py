@@ -24,17 +24,20 @@ ALPHABET = "0123456789|"  # token id -> character
 IGNORE = -100  # target value that cross_entropy skips (the prompt's positions)
 GPT_SIZE = dict(d_model=64, n_heads=4, n_layers=2)  # the lesson's TinyGPT (~100k parameters)
 FULL_STEPS = 400  # training steps of the full run: about 10 s on a laptop CPU
-GRADING_STEPS = 40  # the short, stated budget while nbgrader executes the notebook
+GRADING_STEPS = 40  # the short, stated budget while a grader runs the notebook
 PASS_ACCURACY = 0.99  # the full run must sort this fraction of held-out strings exactly
 
 
 def grading_run() -> bool:
-    """True when nbgrader (or any non-interactive run) executes the notebook.
+    """True only when a grader runs the notebook: ``ATTNLAB_GRADING`` is set to a non-empty value.
 
-    ``ATTNLAB_GRADING=1`` is set by the course's grading commands; a kernel that JupyterLab
-    did not start (nbgrader's Validate, nbclient, nbconvert) has no ``JPY_SESSION_NAME``.
+    The graders set it explicitly: ``python -m autograder check`` and the self-check cell,
+    ``python -m autograder grade`` (its sandboxed kernels), and every kernel nbgrader's
+    Execute starts under the course's configuration (autograde, Validate), through
+    ``Execute.extra_arguments`` in nbgrader_config.py. Anywhere else (JupyterLab, VS Code,
+    a plain Jupyter server, nbconvert, nbclient) the notebook trains fully.
     """
-    return bool(os.environ.get("ATTNLAB_GRADING")) or not os.environ.get("JPY_SESSION_NAME")
+    return bool(os.environ.get("ATTNLAB_GRADING"))
 
 
 @contextmanager
@@ -118,17 +121,29 @@ class SortTask:
         return "".join(ALPHABET[int(t)] for t in tokens)
 
 
+RESIDUAL_PROJECTIONS = ("out_proj.weight", "linear2.weight")  # write into the residual stream
+
+
 @torch.no_grad()
 def init_weights(model: nn.Module, generator: torch.Generator, std: float = 0.02) -> nn.Module:
-    """GPT-2's initialisation from a generator: every matrix ~ N(0, std^2), biases 0, norms 1.
+    """GPT-2's initialisation from a generator (Radford et al., 2019, sec. 2.3).
+
+    Every matrix ~ N(0, std^2) (GPT-1's rule), biases 0, norm gains 1; then GPT-2's addition:
+    the matrices that write into the residual stream (attention's ``out_proj`` and the
+    feed-forward's ``linear2``) are scaled by 1/sqrt(N), N = how many of them the model has
+    (2 per GPT block), so the stream's variance at the top does not grow with the depth.
+    The same rule as Hugging Face's GPT2PreTrainedModel._init_weights (its ``c_proj``).
 
     Parameters are visited in sorted name order, so the result depends only on the names
     (tok_emb.weight, blocks.0.attn.q_proj.weight, ...), not on the order they were created in.
     A 1-d ``weight`` is a LayerNorm's gain (set to 1); a 1-d ``bias`` is set to 0.
     """
+    residual = [name for name, p in model.named_parameters()
+                if p.dim() >= 2 and name.endswith(RESIDUAL_PROJECTIONS)]
     for name, p in sorted(model.named_parameters()):
         if p.dim() >= 2:
-            p.copy_(std * torch.randn(p.shape, generator=generator))
+            scale = len(residual) ** -0.5 if name in residual else 1.0
+            p.copy_(std * scale * torch.randn(p.shape, generator=generator))
         else:
             p.fill_(1.0 if name.endswith("weight") else 0.0)
     return model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -46,17 +48,64 @@ def test_full_run_reaches_the_pass_criterion():
 
 @pytest.mark.parametrize("env, expected", [
     ({"JPY_SESSION_NAME": "/home/me/07.ipynb"}, False),
-    ({"JPY_SESSION_NAME": "/home/me/07.ipynb", "ATTNLAB_GRADING": "1"}, True),
-    ({}, True),
+    ({}, False),  # VS Code, nbconvert, nbclient, a plain Jupyter server: train fully
+    ({"ATTNLAB_GRADING": ""}, False),
     ({"ATTNLAB_GRADING": "1"}, True),
+    ({"JPY_SESSION_NAME": "/home/me/07.ipynb", "ATTNLAB_GRADING": "1"}, True),
 ])
-def test_grading_run_is_detected(monkeypatch, env, expected):
-    """Is the short budget used exactly when no JupyterLab session runs the notebook, or grading?"""
+def test_grading_run_is_set_explicitly(monkeypatch, env, expected):
+    """Is the short budget used exactly when a grader sets ATTNLAB_GRADING, wherever else it runs?"""
     for name in ("JPY_SESSION_NAME", "ATTNLAB_GRADING"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert grading_run() is expected
+
+
+def _grading_run_in_kernel(monkeypatch, cwd, config_path=None, nbgrader=True) -> str:
+    """What grading_run() says in a kernel started by plain nbclient, or by nbgrader's Execute
+    with the config the Validate button loads: nbgrader_config from ``cwd`` (the server's
+    directory) and from JUPYTER_CONFIG_PATH."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("ATTNLAB_GRADING", raising=False)
+    monkeypatch.chdir(cwd)
+    if config_path is None:
+        monkeypatch.delenv("JUPYTER_CONFIG_PATH", raising=False)
+    else:
+        monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(config_path))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from attnlab.tasks import grading_run\nprint(grading_run())")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    if not nbgrader:
+        NotebookClient(nb, timeout=120).execute()
+    else:
+        from nbgrader.apps import NbGrader
+        from nbgrader.preprocessors import Execute
+
+        app = NbGrader()
+        app.load_config_file()
+        Execute(config=app.config).preprocess(nb, {})
+    return "".join(out.get("text", "") for out in nb.cells[0].outputs).strip()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("where, config_path, nbgrader, expected", [
+    ("elsewhere", None, False, "False"),                      # nbclient / nbconvert: full run
+    ("root", None, True, "True"),                             # autograde, instructor's Validate
+    ("elsewhere", ROOT / "etc" / "jupyter" / "learner", True, "True"),  # make lab's Validate
+    ("elsewhere", None, True, "False"),                       # nbgrader without the course config
+])
+def test_only_the_graders_kernels_get_the_short_budget(monkeypatch, tmp_path, where,
+                                                      config_path, nbgrader, expected):
+    """Do kernels nbgrader starts with the course's configs grade, and a plain nbclient not?"""
+    cwd = ROOT if where == "root" else tmp_path
+    assert _grading_run_in_kernel(monkeypatch, cwd, config_path, nbgrader) == expected
 
 
 def test_sequences_are_digits_separator_sorted_digits():
@@ -99,6 +148,30 @@ def test_init_weights_depends_on_names_not_creation_order():
     for name, value in a.state_dict().items():
         assert torch.equal(value, sb[name]), name
     assert (a.ln_f.weight == 1).all() and (a.head.bias == 0).all()
+
+
+def test_init_weights_is_gpt2s():
+    """Are the residual projections drawn with 0.02/sqrt(2 n_layers), like Hugging Face's GPT-2,
+    and every other matrix with 0.02?"""
+    from transformers import GPT2Config, GPT2Model
+
+    n_layers, width = 3, 256
+    with torch.random.fork_rng():
+        ours = TinyGPT(11, width, 4, n_layers, 64)
+        torch.manual_seed(0)
+        theirs = GPT2Model(GPT2Config(n_embd=width, n_layer=n_layers, n_head=4, n_positions=64,
+                                      vocab_size=11))
+    init_weights(ours, torch.Generator().manual_seed(0))
+    mine = {n: p.std().item() for n, p in ours.named_parameters() if p.dim() == 2}
+    hf = {n: p.std().item() for n, p in theirs.named_parameters() if p.dim() == 2}
+    for ours_name, hf_name in (("attn.out_proj", "attn.c_proj"), ("ff.linear2", "mlp.c_proj"),
+                               ("attn.q_proj", "attn.c_attn"), ("ff.linear1", "mlp.c_fc")):
+        for layer in range(n_layers):
+            a = mine[f"blocks.{layer}.{ours_name}.weight"]
+            b = hf[f"h.{layer}.{hf_name}.weight"]
+            assert a == pytest.approx(b, rel=0.05), (ours_name, a, b)
+    assert mine["blocks.0.attn.out_proj.weight"] == pytest.approx(0.02 / (2 * n_layers) ** 0.5,
+                                                                  rel=0.05)
 
 
 def test_short_run_keeps_threads_and_global_stream():
