@@ -2,23 +2,24 @@
 
 The solution notebooks in ``solutions/`` are the single source (nbgrader's formgrader and
 create-assignment tools work on them directly). For authors who prefer a text editor this
-tool converts a notebook to a percent-format script whose cell headers carry the nbgrader
-role in a few words, and back:
+tool converts a notebook to jupytext's percent format and back, losslessly:
 
     python -m autograder.author export solutions/01_x/01_x.ipynb > /tmp/01.py
     # ... edit /tmp/01.py ...
     python -m autograder.author import /tmp/01.py solutions/01_x/01_x.ipynb
     python -m autograder build
 
-Cell headers::
+Each cell starts with a header line; nbgrader's metadata is in it as JSON, so every cell keeps
+its grade id however cells are inserted or moved::
 
     # %% [markdown]                      prose (every line starts with "# ")
     # %%                                 code the learner may run and edit
-    # %% solution id=softmax             code with ### BEGIN/END SOLUTION regions
-    # %% test id=softmax_values points=2 a locked, autograded test cell
-    # %% [markdown] manual id=why_heads points=2   a free-text answer graded by hand
-    # %% locked                          code the learner may run but not edit
-    # %% [markdown] locked               prose nbgrader restores when grading
+    # %% nbgrader={"grade": false, "grade_id": "softmax", "locked": false,
+    #              "schema_version": 3, "solution": true, "task": false}   (on one line)
+
+A new graded cell needs a header of its own: copy one of the same kind and give it a new
+``grade_id``. A line inside a cell that would read as a header (``# %%``, ``# In[3]:``) is
+written with the prefix ``#~ `` and restored on import.
 """
 
 from __future__ import annotations
@@ -27,82 +28,56 @@ import re
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 
-HEADER = re.compile(r"^# %%(?: \[(markdown)\])?(.*)$")
+from autograder.build import normalise
+from autograder.course import LESSON_NAME, Lesson
+
+FORMAT = "py:percent"
+# no YAML header (the notebook's metadata stays in the notebook); cells keep nbgrader's
+JUPYTEXT = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "nbgrader"}
+ESCAPE = "#~ "
+# what jupytext's percent reader takes for the start of a cell, with or without the "# "
+# jupytext puts before markdown and magics; and lines already starting with the escape
+NEEDS_ESCAPE = re.compile(
+    r"^(#~ |\s*(#\s*)?(%%+(\s|$)|(%%|<codecell>|In\[[0-9 ]*\]:?)\s*$))")
 
 
-def _nbgrader_meta(role: str, fields: dict) -> dict | None:
-    base = {"schema_version": 3, "task": False}
-    if role == "solution":
-        return {**base, "grade": False, "locked": False, "solution": True,
-                "grade_id": fields["id"]}
-    if role == "test":
-        return {**base, "grade": True, "locked": True, "solution": False,
-                "grade_id": fields["id"], "points": float(fields.get("points", 1))}
-    if role == "manual":
-        return {**base, "grade": True, "locked": False, "solution": True,
-                "grade_id": fields["id"], "points": float(fields.get("points", 1))}
-    if role == "locked":
-        return {**base, "grade": False, "locked": True, "solution": False,
-                "grade_id": fields["id"]}
-    return None
-
-
-def from_script(text: str, template=None):
-    """A notebook from the percent script; notebook-level metadata kept from ``template``."""
-    nb = nbformat.v4.new_notebook()
-    if template is not None:
-        nb.metadata = template.metadata
-    chunks: list[tuple[str, str, list[str]]] = []
-    for line in text.splitlines():
-        match = HEADER.match(line)
-        if match:
-            chunks.append((match.group(1) or "code", match.group(2).strip(), []))
-        elif chunks:
-            chunks[-1][2].append(line)
-    for n, (kind, spec, lines) in enumerate(chunks):
-        while lines and not lines[-1].strip():
-            lines.pop()
-        words = spec.split()
-        role = words[0] if words and "=" not in words[0] else ""
-        fields = dict(w.split("=", 1) for w in words if "=" in w)
-        if role in ("locked",) and "id" not in fields:
-            fields["id"] = f"locked_{n:03d}"
-        if kind == "markdown":
-            source = "\n".join(re.sub(r"^# ?", "", ln) for ln in lines)
-            cell = nbformat.v4.new_markdown_cell(source)
-        else:
-            cell = nbformat.v4.new_code_cell("\n".join(lines))
-        meta = _nbgrader_meta(role, fields)
-        if meta:
-            cell.metadata["nbgrader"] = meta
-        nb.cells.append(cell)
+def _map_lines(nb, fn):
+    for cell in nb.cells:
+        cell.source = "\n".join(fn(line) for line in cell.source.split("\n"))
     return nb
+
+
+def _escape(line: str) -> str:
+    return ESCAPE + line if NEEDS_ESCAPE.match(line) else line
+
+
+def _unescape(line: str) -> str:
+    return line[len(ESCAPE):] if line.startswith(ESCAPE) else line
 
 
 def to_script(nb) -> str:
     """The percent script of a notebook (inverse of :func:`from_script`)."""
-    parts = []
+    nb = nbformat.from_dict(nb)  # a copy: the caller's notebook is left as it was
+    nb.metadata = nbformat.from_dict({"jupytext": JUPYTEXT})
+    return jupytext.writes(_map_lines(nb, _escape), fmt=FORMAT)
+
+
+def from_script(text: str, template=None, name: str | None = None):
+    """A notebook from the percent script; notebook-level metadata kept from ``template``.
+
+    ``name``, a lesson's folder name, gives the notebook the canonical form ``build`` stores
+    (stable cell ids, only nbgrader's cell metadata).
+    """
+    nb = _map_lines(jupytext.reads(text, fmt=FORMAT), _unescape)
+    nb.metadata = nbformat.from_dict(template.metadata if template is not None else {})
+    if name and LESSON_NAME.match(name):
+        return normalise(nb, Lesson(name))
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and meta.get("solution"):
-            role = f"manual id={meta['grade_id']} points={meta['points']:g}"
-        elif meta.get("grade"):
-            role = f"test id={meta['grade_id']} points={meta['points']:g}"
-        elif meta.get("solution"):
-            role = f"solution id={meta['grade_id']}"
-        elif meta.get("locked"):
-            role = "locked"
-        else:
-            role = ""
-        header = "# %%" + (" [markdown]" if cell.cell_type == "markdown" else "") + \
-            (f" {role}" if role else "")
-        body = cell.source
-        if cell.cell_type == "markdown":
-            body = "\n".join(f"# {ln}" if ln else "#" for ln in cell.source.splitlines())
-        parts.append(f"{header}\n{body}\n")
-    return "\n".join(parts)
+        cell.metadata.pop("lines_to_next_cell", None)
+    return nb
 
 
 def main(argv: list[str]) -> int:
@@ -110,9 +85,12 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(to_script(nbformat.read(argv[1], as_version=4)))
         return 0
     if len(argv) == 3 and argv[0] == "import":
-        target = Path(argv[2])
+        source, target = Path(argv[1]), Path(argv[2])
+        if not source.is_file():
+            print(f"error: {source} does not exist", file=sys.stderr)
+            return 2
         template = nbformat.read(target, as_version=4) if target.exists() else None
-        nb = from_script(Path(argv[1]).read_text(encoding="utf-8"), template)
+        nb = from_script(source.read_text(encoding="utf-8"), template, target.stem)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
         print(f"wrote {target}; now run `python -m autograder build`")
