@@ -116,19 +116,54 @@ def test_rope_rejects_odd_width_and_bad_positions():
         apply_rope(torch.zeros(3, 4), torch.arange(4))
 
 
+def authors_slopes(n):
+    """The ALiBi authors' get_slopes (ofirpress/attention_with_linear_biases), transcribed."""
+    def power_of_2(n):
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+    if math.log2(n).is_integer():
+        return power_of_2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return power_of_2(closest) + authors_slopes(2 * closest)[0::2][: n - closest]
+
+
 @FAST
-@given(st.integers(1, 12), st.integers(0, 10))
-def test_alibi_matches_formula(n_heads, L):
-    """Is bias[h, i, j] = -2^(-8 (h+1) / H) * |i - j|?"""
+@given(st.integers(1, 24), st.integers(0, 10))
+def test_alibi_matches_authors_code(n_heads, L):
+    """Is bias[h, i, j] = -slope_h * |i - j| with the slopes of the authors' get_slopes?"""
+    slopes = authors_slopes(n_heads)
     want = np.zeros((n_heads, L, L))
     for h in range(n_heads):
-        slope = 2 ** (-8 * (h + 1) / n_heads)
         for i in range(L):
             for j in range(L):
-                want[h, i, j] = -slope * abs(i - j)
+                want[h, i, j] = -slopes[h] * abs(i - j)
     got = alibi_bias(n_heads, L)
     assert got.shape == (n_heads, L, L) and got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_heads", range(1, 17))
+def test_alibi_slopes_match_transformers_bloom(n_heads):
+    """Are the slopes those of transformers' BLOOM build_alibi_tensor, powers of two or not?"""
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    bloom = build_alibi_tensor(torch.ones(1, 4, dtype=torch.long), n_heads, torch.float32)
+    # bloom: (H, 1, 4) = slope_h * key position; ours: row 0 = -slope_h * |0 - j|
+    assert_close(-alibi_bias(n_heads, 4)[:, 0], bloom[:, 0])
+
+
+def test_alibi_six_heads_are_not_the_power_of_two_formula():
+    """For H = 6: the four slopes of H' = 4, then slopes 0 and 2 of H = 8 (1/2 and 1/8)?"""
+    slopes = -alibi_bias(6, 2)[:, 0, 1]
+    assert_close(slopes, torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]))
+    naive = 2.0 ** (-8.0 * torch.arange(1, 7) / 6)
+    assert not torch.allclose(slopes, naive)
+
+
+def test_alibi_rejects_zero_heads():
+    """Does alibi_bias refuse n_heads = 0 with a clear message?"""
+    with pytest.raises(ValueError, match="n_heads"):
+        alibi_bias(0, 3)
 
 
 def test_alibi_slopes_for_eight_heads():

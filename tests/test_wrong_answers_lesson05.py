@@ -444,21 +444,68 @@ def test_rope_property_catches_non_relative_rotation():
 
 def alibi(n_heads, L):
     """The solution notebook's logic, written out independently."""
-    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1) / n_heads)  # (H,)
+    closest = 2 ** math.floor(math.log2(n_heads))                      # H'
+    slopes = 2.0 ** (-8.0 * torch.arange(1, closest + 1) / closest)    # (H',)
+    double = 2.0 ** (-4.0 * torch.arange(1, 2 * closest + 1) / closest)  # slopes for 2H'
+    slopes = torch.cat([slopes, double[0::2][: n_heads - closest]])    # (H,)
     i = torch.arange(L)
     distance = (i[:, None] - i[None, :]).abs()  # (L, L)
     return -slopes[:, None, None] * distance  # (H, L, L)
 
 
+def authors_get_slopes(n):
+    """The ALiBi authors' get_slopes (ofirpress/attention_with_linear_biases), as a learner
+    might copy it."""
+    def get_slopes_power_of_2(n):
+        start = 2 ** (-2 ** -(math.log2(n) - 3))
+        return [start * start**i for i in range(n)]
+    if math.log2(n).is_integer():
+        return get_slopes_power_of_2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return get_slopes_power_of_2(closest) + authors_get_slopes(2 * closest)[0::2][: n - closest]
+
+
 def alibi_loops(n_heads, L):
-    """Another correct way: loops over heads, queries and keys."""
+    """Another correct way: the authors' slopes, loops over heads, queries and keys."""
+    slopes = authors_get_slopes(n_heads)
     out = torch.zeros(n_heads, L, L)
     for h in range(n_heads):
-        slope = 2 ** (-8 * (h + 1) / n_heads)
         for i in range(L):
             for j in range(L):
-                out[h, i, j] = -slope * abs(i - j)
+                out[h, i, j] = -slopes[h] * abs(i - j)
     return out
+
+
+def alibi_bloom(n_heads, L):
+    """A third correct way: the slopes of transformers' BLOOM (build_alibi_tensor)."""
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    slopes = build_alibi_tensor(torch.ones(1, 2, dtype=torch.long), n_heads, torch.float32)
+    i = torch.arange(L)
+    return -slopes[:, 0, 1][:, None, None] * (i[:, None] - i[None, :]).abs()
+
+
+def alibi_power_of_two_formula(n_heads, L):
+    """2^(-8 (h + 1) / H) for every H: right for 4 and 8 heads, wrong for 6."""
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1) / n_heads)
+    i = torch.arange(L)
+    return -slopes[:, None, None] * (i[:, None] - i[None, :]).abs()
+
+
+def _alibi_from_slopes(slopes, L):
+    i = torch.arange(L)
+    return -torch.as_tensor(slopes)[:, None, None] * (i[:, None] - i[None, :]).abs()
+
+
+def alibi_sorted(n_heads, L):
+    return _alibi_from_slopes(sorted(authors_get_slopes(n_heads), reverse=True), L)
+
+
+def alibi_first_extra(n_heads, L):
+    """The extra heads take the first slopes for 2H', not the even-indexed ones."""
+    closest = 2 ** math.floor(math.log2(n_heads))
+    slopes = authors_get_slopes(closest) + authors_get_slopes(2 * closest)[: n_heads - closest]
+    return _alibi_from_slopes(slopes, L)
 
 
 def _alibi_variant(n_heads, L, start=1, sign=-1.0, absolute=True, reverse=False):
@@ -497,7 +544,7 @@ def alibi_calls_course(n_heads, L):
 ALIBI_IDS = ("alibi.values", "alibi.hidden", "alibi.properties")
 
 
-@pytest.mark.parametrize("fn", [alibi, alibi_loops])
+@pytest.mark.parametrize("fn", [alibi, alibi_loops, alibi_bloom])
 def test_correct_alibi_passes(fn):
     """Do two correct ALiBi implementations pass every ALiBi check?"""
     for cid in ALIBI_IDS:
@@ -513,6 +560,12 @@ def test_correct_alibi_passes(fn):
     (lambda H, L: alibi(H, L)[None], "alibi.values", r"Drop the leading axis"),
     (alibi_calls_course, "alibi.values", r"calls the course's own alibi_bias"),
     (not_written, "alibi.values", r"not written yet"),
+    (alibi_power_of_two_formula, "alibi.values",
+     r"H = 6: that formula holds for a power of two only.*H' = 4.*1/4, 1/16, 1/64, 1/256"
+     r".*even-indexed slopes \(0, 2, 4, \.\.\.\) for 2H' = 8 \(1/2, 1/8\)"),
+    (alibi_power_of_two_formula, "alibi.hidden", r"H = 3: that formula holds for a power"),
+    (alibi_sorted, "alibi.values", r"right slopes, sorted from steep to gentle"),
+    (alibi_first_extra, "alibi.values", r"extra heads take the first slopes for 2H' = 8"),
 ])
 def test_alibi_mistakes(fn, cid, message):
     """Is each wrong ALiBi told what it got wrong?"""
@@ -525,6 +578,9 @@ def test_alibi_mistakes(fn, cid, message):
     (alibi_positive, r"positive entries"),
     (alibi_no_abs, r"not symmetric"),
     (alibi_reversed, r"Head 0's slope"),
+    (alibi_power_of_two_formula, r"Head 0's slope is .* 2\^\(-8/4\) = 0\.25 \(for H = 6, not a "
+                                 r"power of two"),
+    (alibi_first_extra, r"heads 4\.\.5 should take the even-indexed slopes"),
     (lambda H, L: alibi(H, L) - 0.1 * torch.eye(L), r"on the diagonal"),
     (lambda H, L: -(2.0 ** (-8.0 * torch.arange(1, H + 1) / H))[:, None, None]
      * (torch.arange(L)[:, None] - torch.arange(L)[None, :]).float() ** 2,

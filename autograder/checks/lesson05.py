@@ -783,16 +783,46 @@ def _alibi_guard() -> Guard:
     return Guard((), [(OURS.format("alibi_bias"), ref_alibi)])
 
 
+def _pow2_below(H: int) -> int:
+    """H' = 2^floor(log2 H), the largest power of two not above H."""
+    return 2 ** (H.bit_length() - 1)
+
+
+def _geometric(n: int, H: int, *, start: int = 1, eight: float = 8.0) -> np.ndarray:
+    """2^(-eight (h + start) / H) for h = 0..n-1: the power-of-two formula."""
+    return 2.0 ** (-eight * np.arange(start, start + n, dtype=float) / H)
+
+
+def _slopes(H: int, rule: str = "authors") -> np.ndarray:
+    """The slopes by the authors' rule, or by one deliberate misreading of it."""
+    if rule == "pow2":  # 2^(-8 (h + 1) / H) whatever H
+        return _geometric(H, H)
+    closest = _pow2_below(H)
+    double = _geometric(2 * closest, 2 * closest)  # the slopes for 2H'
+    extra = {"authors": double[0::2], "first": double, "odd": double[1::2]}
+    slopes = np.concatenate([_geometric(closest, closest),
+                             extra["authors" if rule == "sorted" else rule][:H - closest]])
+    return np.sort(slopes)[::-1] if rule == "sorted" else slopes
+
+
 def _alibi(H: int, L: int, *, start: int = 1, sign: float = -1.0, distance: str = "abs",
-           reverse: bool = False, eight: float = 8.0) -> np.ndarray:
-    """ALiBi in float64 with one deliberate deviation, for targeted messages."""
-    h = np.arange(start, start + H, dtype=float)
-    slopes = 2.0 ** (-eight * h / H)  # (H,)
+           reverse: bool = False, eight: float = 8.0, rule: str | None = None) -> np.ndarray:
+    """ALiBi in float64 with one deliberate deviation, for targeted messages.
+
+    Without ``rule``, the slopes follow the power-of-two formula with the given start and
+    factor (the right slopes when H is a power of two and start, eight keep their defaults).
+    """
+    slopes = _geometric(H, H, start=start, eight=eight) if rule is None else _slopes(H, rule)
     if reverse:
         slopes = slopes[::-1]
     i, j = np.arange(L)[:, None], np.arange(L)[None, :]
     dist = {"abs": np.abs(i - j), "i-j": i - j, "j-i": j - i}[distance].astype(float)
     return sign * slopes[:, None, None] * dist  # (H, L, L)
+
+
+def _fractions(slopes: np.ndarray) -> str:
+    return ", ".join(f"1/{round(1 / s):g}" if abs(1 / s - round(1 / s)) < 1e-9 else f"{s:.3g}"
+                     for s in slopes)
 
 
 M_ALIBI_H = ("It matches slopes 2^(-8h/H) with h = 0, 1, ..., so head 0 gets slope 1. The "
@@ -810,8 +840,34 @@ M_ALIBI_EIGHT = ("It matches slopes 2^(-(h + 1)/H), without the factor 8: slope_
                  "2^(-8 (h + 1) / H).")
 
 
+def _m_pow2(H: int) -> str:
+    closest = _pow2_below(H)
+    return (f"It matches slope_h = 2^(-8 (h + 1) / H) with H = {H}: that formula holds for a "
+            f"power of two only. For other head counts the ALiBi authors' code (and BLOOM and "
+            f"Hugging Face) take the {closest} slopes of H' = {closest}, the largest power of "
+            f"two below H ({_fractions(_geometric(closest, closest))}), then the first "
+            f"H - H' = {H - closest} of the even-indexed slopes (0, 2, 4, ...) for 2H' = "
+            f"{2 * closest} ({_fractions(_slopes(H)[closest:])}): the extra heads fall "
+            "halfway between the others.")
+
+
+def _m_order(H: int) -> str:
+    return (f"It has the right slopes, sorted from steep to gentle. The authors' code (and "
+            f"BLOOM, whose weights were trained with it) keeps them in this order: the "
+            f"{_pow2_below(H)} slopes of H' first, then the extra ones: "
+            f"{_fractions(_slopes(H))}. Head h of a trained model expects slope h.")
+
+
+def _m_extra(H: int, which: str) -> str:
+    closest = _pow2_below(H)
+    return (f"Its first {closest} slopes are right, but the extra heads take the {which} "
+            f"slopes for 2H' = {2 * closest}. Take the even-indexed ones (0, 2, 4, ...: "
+            f"{_fractions(_slopes(H)[closest:])}), which fall halfway between the slopes you "
+            "already have.")
+
+
 def _alibi_mistakes(H: int, L: int) -> dict[str, np.ndarray]:
-    return {
+    mistakes = {
         M_ALIBI_H: _alibi(H, L, start=0),
         M_ALIBI_POS: _alibi(H, L, sign=1.0),
         M_ALIBI_NOABS: _alibi(H, L, distance="i-j"),
@@ -823,12 +879,22 @@ def _alibi_mistakes(H: int, L: int) -> dict[str, np.ndarray]:
         M_ALIBI_REV + " (Also, the sign: the bias must be -slope * |i - j|.)":
             _alibi(H, L, reverse=True, sign=1.0),
     }
+    if H != _pow2_below(H):  # these misreadings differ from the right answer only here
+        mistakes.update({
+            _m_pow2(H): _alibi(H, L, rule="pow2"),
+            _m_pow2(H) + " (Also, the sign: the bias must be -slope * |i - j|.)":
+                _alibi(H, L, rule="pow2", sign=1.0),
+            _m_order(H): _alibi(H, L, rule="sorted"),
+            _m_extra(H, "first"): _alibi(H, L, rule="first"),
+            _m_extra(H, "odd-indexed"): _alibi(H, L, rule="odd"),
+        })
+    return mistakes
 
 
 def _alibi_cases(hidden: bool) -> list[tuple[int, int]]:
     """(n_heads, L)."""
     if not hidden:
-        return [(4, 5), (8, 6)]
+        return [(4, 5), (8, 6), (6, 5)]
     return [(1, 3), (2, 1), (3, 4), (12, 7), (16, 10)]
 
 
@@ -866,7 +932,8 @@ def _compare_alibi(cases: list[tuple[int, int]]):
     return compare
 
 
-register("alibi.values", "alibi_bias: shape (H, L, L) and values -slope_h * |i - j|",
+register("alibi.values", "alibi_bias: shape (H, L, L) and values -slope_h * |i - j|, "
+         "4, 8 and 6 heads",
          _record_alibi(_alibi_cases(False)), _compare_alibi(_alibi_cases(False)))
 register("alibi.hidden", "alibi_bias: one head, one token, up to 16 heads",
          _record_alibi(_alibi_cases(True)), _compare_alibi(_alibi_cases(True)))
@@ -898,18 +965,35 @@ def _compare_alibi_properties(rec: dict) -> None:
             fail(f"Within one head, the bias should be proportional to the distance: "
                  f"bias[h, i, j] = -slope_h * |i - j| with one slope per head. Yours is not "
                  f"({desc}).")
-        slopes = ratios[:, 0]
-        want0 = 2.0 ** (-8.0 / H)
-        if not math.isclose(slopes[0], want0, rel_tol=1e-4):
-            fail(f"Head 0's slope is {fmt(float(slopes[0]))}, but it should be 2^(-8/H) = "
-                 f"{fmt(want0)} for H = {H} (slope_h = 2^(-8 (h + 1) / H), heads counted "
-                 "from h = 0).")
-        if H > 1 and not np.allclose(slopes[1:] / slopes[:-1], want0, rtol=1e-4):
-            fail(f"The slopes should form a geometric sequence, each head's slope 2^(-8/H) = "
-                 f"{fmt(want0)} times the previous one; yours are "
-                 f"{_few(slopes, 4)} ({desc}).")
+        _expect_alibi_slopes(ratios[:, 0], H, desc)
+
+
+def _expect_alibi_slopes(slopes: np.ndarray, H: int, desc: str) -> None:
+    """Slopes of H' = 2^floor(log2 H) heads from 2^(-8/H') down by 2^(-8/H') each; the
+    H - H' extra heads start at 2^(-4/H'), halfway, with the same ratio."""
+    closest = _pow2_below(H)
+    ratio = 2.0 ** (-8.0 / closest)
+    rule = ("slope_h = 2^(-8 (h + 1) / H), heads counted from h = 0" if H == closest else
+            f"for H = {H}, not a power of two, the first H' = {closest} heads (the largest "
+            f"power of two below H) get the slopes for {closest} heads")
+    if not math.isclose(slopes[0], ratio, rel_tol=1e-4):
+        fail(f"Head 0's slope is {fmt(float(slopes[0]))}, but it should be 2^(-8/{closest}) = "
+             f"{fmt(ratio)} ({rule}; {desc}).")
+    head = slopes[:closest]
+    if closest > 1 and not np.allclose(head[1:] / head[:-1], ratio, rtol=1e-4):
+        fail(f"The slopes of heads 0..{closest - 1} should form a geometric sequence, each "
+             f"head's slope 2^(-8/{closest}) = {fmt(ratio)} times the previous one ({rule}); "
+             f"yours are {_few(slopes, 4)} ({desc}).")
+    extra = slopes[closest:]
+    want = 2.0 ** (-4.0 / closest) * ratio ** np.arange(H - closest)
+    if not np.allclose(extra, want, rtol=1e-4):
+        fail(f"For H = {H} heads (not a power of two), heads {closest}..{H - 1} should take "
+             f"the even-indexed slopes (0, 2, 4, ...) of {2 * closest} heads, "
+             f"{_few(want, 4)}, halfway between the first {closest}; yours are "
+             f"{_few(extra, 4)} ({desc}). This is the rule of the ALiBi authors' code, "
+             "BLOOM and Hugging Face.")
 
 
 register("alibi.properties", "alibi_bias: zero diagonal, symmetric, never positive, "
-         "geometric slopes starting at 2^(-8/H)", _record_alibi(ALIBI_PROP),
-         _compare_alibi_properties)
+         "geometric slopes starting at 2^(-8/H'), extra heads halfway between",
+         _record_alibi(ALIBI_PROP), _compare_alibi_properties)

@@ -58,11 +58,25 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
     return torch.stack(rotated, dim=-1).flatten(-2)  # (..., L, d_head), pairs interleaved
 
 
+def alibi_slopes(n_heads: int, device=None) -> Tensor:
+    """ALiBi's per-head slopes, as in the authors' code (get_slopes), BLOOM and Hugging Face.
+
+    For H a power of two, slope_h = 2^(-8 (h + 1) / H). Otherwise take the H' slopes of the
+    largest power of two H' < H, then the first H - H' even-indexed entries (0, 2, 4, ...)
+    of the slopes for 2H': the extra heads fall halfway (geometrically) between the others.
+    """
+    if n_heads < 1:
+        raise ValueError(f"n_heads must be at least 1, got {n_heads}")
+    closest = 2 ** (n_heads.bit_length() - 1)  # H' = 2^floor(log2 H)
+    h = torch.arange(1, 2 * closest + 1, dtype=torch.float64)  # (2H',)
+    slopes = 2.0 ** (-8.0 * h[:closest] / closest)  # (H',)
+    extra = (2.0 ** (-8.0 * h / (2 * closest)))[0::2][: n_heads - closest]  # (H - H',)
+    return torch.cat((slopes, extra)).to(device=device, dtype=torch.float32)  # (H,)
+
+
 def alibi_bias(n_heads: int, L: int, device=None) -> Tensor:
-    """Press et al. (2022): bias[h, i, j] = -slope_h * |i - j|, slope_h = 2^(-8 (h + 1) / H)."""
-    h = torch.arange(1, n_heads + 1, dtype=torch.float32, device=device)  # (H,)
-    slopes = 2.0 ** (-8.0 * h / n_heads)  # (H,)
+    """Press et al. (2022): bias[h, i, j] = -slope_h * |i - j|, slopes from ``alibi_slopes``."""
+    slopes = alibi_slopes(n_heads, device)  # (H,)
     idx = torch.arange(L, device=device)
     distance = (idx[:, None] - idx[None, :]).abs().float()  # (L, L)
     return -slopes[:, None, None] * distance  # (H, L, L)
-
