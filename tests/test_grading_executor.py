@@ -75,11 +75,11 @@ def test_the_kernel_sees_only_its_submission(zygote):
 
 def test_whole_notebook_deadline(zygote):
     """Past the notebook's deadline, is the running cell stopped and the rest marked?"""
-    nb, result = _run(zygote, ["import time"] + ["time.sleep(1.2)"] * 5,
+    # the deadline falls inside one long cell, whatever the machine's speed
+    nb, result = _run(zygote, ["import time", "time.sleep(30)"] + ["print('never')"] * 2,
                       notebook_timeout=3.0, cell_timeout=30)
     statuses = [c.status for c in result.cells]
-    assert statuses[:3] == ["ok", "ok", "ok"] and "deadline" in statuses
-    assert statuses[-1] == "not_run"
+    assert statuses == ["ok", "deadline", "not_run", "not_run"]
     assert "total time limit of 3 s" in _text(nb.cells[-1])
     assert any("notebook deadline (3 s)" in e for e in result.events)
 
