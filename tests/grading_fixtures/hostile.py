@@ -331,8 +331,10 @@ def cases(course: Path, port: int) -> dict[str, tuple]:
                              "        os._exit(0)"), 8.0, "hit the process limit"),
         "fork-bomb-classic": (_extra(end, "import os\nwhile True:\n    os.fork()"), 8.0,
                               "cell 29"),
-        "output-flood": (_extra("softmax_stable", "for i in range(400000):\n"
-                                "    print('flood' * 20)"), 8.0, "printed too much"),
+        # 20 MB in 1 MB prints: past the 8 MB cap in about a second even on a loaded machine
+        # (400,000 short prints could outlast the 8 s cell timeout and end "timed out")
+        "output-flood": (_extra("softmax_stable", "for i in range(20):\n"
+                                "    print('flood' * 200_000)"), 8.0, "printed too much"),
         "segfault": (_extra("attend_retrieval", "import ctypes\nctypes.string_at(0)"), 6.0,
                      "kernel died in cell 18"),
         "not-json": ("raw:{\"cells\": [ this is not json", 0.0, "invalid JSON"),
