@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from attnlab.tasks import FULL_STEPS, GRADING_STEPS  # noqa: E402
 from autograder.course import find_lesson, lessons  # noqa: E402
 
-TARGET_S = {"07": 60.0, "08": 60.0, "09": 60.0}  # the rest: 30 s (STYLE.md)
+TARGET_S = {"07": 60.0, "08": 60.0, "09": 60.0}  # the rest: 30 s (README, "Lessons")
 
 
 BUDGET_LINE = "steps = GRADING_STEPS if grading_run() else FULL_STEPS"

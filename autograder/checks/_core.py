@@ -1,6 +1,6 @@
 """The machinery every check uses: record the learner's outputs, then compare them.
 
-A check has two halves (ARCHITECTURE.md, "record, then compare"):
+A check has two halves (docs/ARCHITECTURE.md, "The trust boundary"):
 
 * ``record(obj)`` runs inside the learner's kernel. It calls the learner's function or
   class on fixed-seed cases and keeps what came back as plain data (numpy arrays, Python

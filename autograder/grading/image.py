@@ -30,7 +30,7 @@ from ..course import ROOT, Lesson
 IMAGE_FORMAT = "6"
 HERE = Path(__file__).resolve().parent
 
-# The exercise contract (COURSE.md, "Names and signatures"): what each lesson asks for.
+# The exercise contract: what each lesson asks for (docs/ARCHITECTURE.md, "Adding a lesson").
 # A reference kernel belongs to the lesson that teaches it; a helper, to its module's lesson.
 EXERCISE_LESSON: dict[str, int] = {
     "softmax": 1, "attend": 1,
