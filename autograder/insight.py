@@ -222,9 +222,10 @@ def _summarise(lesson, tests, exercises, learners, progress, notes, below) -> di
     for student, r in sorted(learners.items()):
         if not r["autograded"]:
             problems.setdefault(student, []).append("no autograded notebook to read")
+        not_run: dict[str, list[str]] = {}
         for f in r["failures"]:
             if DID_NOT_RUN.match(f.message):
-                problems.setdefault(student, []).append(f"{f.test}: {f.message}")
+                not_run.setdefault(f.message, []).append(f.test)
                 continue
             if by_exercise(tests, f.test) in r["untouched"]:
                 continue
@@ -234,6 +235,8 @@ def _summarise(lesson, tests, exercises, learners, progress, notes, below) -> di
             group["messages"][f.message] += 1
             if student not in group["learners"]:
                 group["learners"].append(student)
+        for message, names in not_run.items():
+            problems.setdefault(student, []).append(f"{', '.join(names)}: {message}")
     mistakes = []
     for g in groups.values():
         message = sorted(g["messages"].items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
@@ -387,7 +390,7 @@ def render_html(data: dict) -> str:
         f"<p class=who>Generated {_e(data['generated'])} from the gradebook and the "
         "autograded notebooks. The same data is in insight.json.</p>",
         f"<div><span class=stat><b>{n}</b>learners graded</span>"
-        f"<span class=stat><b>{data['mean']:g} / {data['max_score']:g}</b>mean score</span>"
+        f"<span class=stat><b>{data['mean']:.2f} / {data['max_score']:g}</b>mean score</span>"
         f"<span class=stat><b>{data['median']:g}</b>median</span>"
         f"<span class=stat><b>{len(data['written_answers_to_grade'])}</b>written answers "
         "to grade</span></div>",
