@@ -31,7 +31,11 @@ def _this_notebook(lesson: str | None) -> Path | None:
 
 
 def self_check(lesson: str | None = None, notebook: str | None = None) -> None:
-    """Run ``python -m autograder check`` on this lesson's saved notebook and print the report."""
+    """Run ``python -m autograder check`` on this lesson's saved notebook and show the report.
+
+    Written answers the learner has written are shown beside the solution's model answer and
+    rubric, for self-assessment (rendered as Markdown in a notebook).
+    """
     if os.environ.get("ATTNLAB_GRADING"):
         print("Self-check skipped: this notebook is being graded right now.")
         return
@@ -43,6 +47,31 @@ def self_check(lesson: str | None = None, notebook: str | None = None) -> None:
     print(f"Checking the saved copy of {path.name} (save with Ctrl+S first)... "
           "this runs the whole notebook, so it takes a little while.\n", flush=True)
     env = {**os.environ, "ATTNLAB_GRADING": "1"}
-    result = subprocess.run([sys.executable, "-m", "autograder", "check", str(path)],
+    result = subprocess.run([sys.executable, "-m", "autograder", "check", str(path), "--json"],
                             capture_output=True, text=True, env=env)
-    print(result.stdout or result.stderr)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        report = {"error": (result.stderr or result.stdout).strip()}
+    show_report(report, str(path))
+
+
+def show_report(report: dict, path: str) -> None:
+    """Print a ``check --json`` report; written answers as Markdown beside the model answer."""
+    from autograder.selfcheck import Report, TestResult, format_report
+
+    if "error" in report:
+        print(f"error: {report['error']}")
+        return
+    parsed = Report(**{**report, "tests": [TestResult(**t) for t in report["tests"]]})
+    answered = [t for t in parsed.tests if t.answered]
+    print(format_report(parsed, path, answers=False))
+    if not answered:
+        return
+    from IPython.display import Markdown, display
+
+    for t in answered:
+        quote = "\n".join("> " + ln for ln in t.answer.splitlines())
+        display(Markdown(f"#### {t.id}: your answer\n\n{quote}\n\n"
+                         f"#### {t.id}: model answer and rubric (mark yourself against it)\n\n"
+                         f"{t.model_answer or '(no model answer in the solution notebook)'}"))

@@ -408,6 +408,10 @@ def _message(cell, syntax: dict[str, str] | None = None) -> tuple[bool, str]:
     if err.output_type == "stream":
         lines = [ln for ln in ANSI.sub("", err.text).splitlines() if ln.strip()]
         return False, "wrote to stderr: " + (lines[-1] if lines else "")
+    missing = re.search(r"NameError: name '(\w+)' is not defined",
+                        f"{err.ename}: {ANSI.sub('', str(err.evalue))}")
+    if missing and missing.group(1) in (syntax or {}):  # the cause, not its consequence
+        return False, syntax[missing.group(1)]
     if err.ename == "CheckFailed":
         return False, ANSI.sub("", err.evalue)
     if err.ename == "CellTimeoutError":
@@ -416,14 +420,12 @@ def _message(cell, syntax: dict[str, str] | None = None) -> tuple[bool, str]:
     if err.ename == "NotImplementedError":
         text = "not answered yet (the exercise still raises NotImplementedError)"
     elif err.ename == "NameError":
-        name = re.search(r"name '(\w+)' is not defined", str(err.evalue))
-        if name and name.group(1) in (syntax or {}):
-            return False, syntax[name.group(1)]
         text += " (did you run, rename or delete the cell that defines it?)"
     return False, text
 
 
-def format_report(report: Report, path: str) -> str:
+def format_report(report: Report, path: str, answers: bool = True) -> str:
+    """The report as text; ``answers``: with each written answer beside its model answer."""
     width = max([len(t.id) for t in report.tests] + [4])
     lines = [f"Attention Lab self-check: {report.lesson}  ({path})", ""]
     for t in report.tests:
@@ -438,7 +440,7 @@ def format_report(report: Report, path: str) -> str:
                   + (f" (plus {manual:g} points your instructor grades by hand)" if manual else "")]
     if report.unanswered:
         lines.append("Still unanswered: " + ", ".join(report.unanswered))
-    for t in report.tests:
+    for t in report.tests if answers else []:
         if t.answered:
             lines += ["", f"--- {t.id}: your answer ---", _indent(t.answer),
                       f"--- {t.id}: model answer and rubric (mark yourself against it) ---",
