@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 
 import nbformat
+import pytest
 
 from autograder.build import build
 from autograder.course import ROOT
@@ -88,3 +92,41 @@ def test_every_lesson_ends_with_the_self_check(lesson):
     """Does each lesson's last cell run the self-check on the saved notebook?"""
     nb = nbformat.read(lesson.release, as_version=4)
     assert f'self_check("{lesson.name}")' in nb.cells[-1].source
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _third_party_imports(folder) -> dict[str, str]:
+    """Top-level modules the folder's code imports that are neither stdlib nor ours."""
+    found: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.py")):
+        siblings = {p.stem for p in path.parent.glob("*.py")}
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in (name.split(".")[0] for name in names):
+                if top in sys.stdlib_module_names or top in ("autograder", "attnlab") or \
+                        top in siblings or top.startswith("_"):  # _x: copied into the sandbox
+                    continue
+                found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_direct_imports_are_declared_dependencies():
+    """Is every package that autograder/ and attnlab/ import a declared runtime dependency?"""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {_normalised(re.split(r"[<>=!~;\[ ]", dep)[0]) for dep in project["dependencies"]}
+    dists = importlib.metadata.packages_distributions()
+    imports = {**_third_party_imports(ROOT / "autograder"),
+               **_third_party_imports(ROOT / "attnlab")}
+    undeclared = [f"{module} ({where})" for module, where in sorted(imports.items())
+                  if not {_normalised(d) for d in dists.get(module, [module])} & declared]
+    assert not undeclared, "imported but not in pyproject.toml's dependencies: " + \
+        ", ".join(undeclared)
