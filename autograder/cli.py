@@ -29,10 +29,6 @@ def _build(args) -> int:
 
 
 def _check(args) -> int:
-    # nbformat's jsonschema compiles an RFC 3987 grammar at import when the optional
-    # rfc3987_syntax is installed (about 1 s of CPU per check) for the "iri" string formats,
-    # which no notebook schema uses: this short-lived process goes without them
-    sys.modules.setdefault("rfc3987_syntax", None)
     from .selfcheck import format_report, grade_notebook
 
     report = grade_notebook(args.notebook, reference=args.nbgrader)
@@ -44,6 +40,10 @@ def _check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # nbformat's jsonschema compiles an RFC 3987 grammar at import when the optional
+    # rfc3987_syntax is installed (about 1 s of CPU) for the "iri" string formats, which no
+    # notebook schema uses: this short-lived process goes without them
+    sys.modules.setdefault("rfc3987_syntax", None)
     parser = argparse.ArgumentParser(prog="python -m autograder",
                                      description="Attention Lab's autograder.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     from .insight import add_parser as add_insight_parser  # what the class got wrong
 
     add_insight_parser(sub)
+    from .export import add_parser as add_export_parser  # grades an LMS imports
+
+    add_export_parser(sub)
     args = parser.parse_args(argv)
     # nbgrader and traitlets log to stderr; the user reads our summary instead
     logging.disable(logging.WARNING)
