@@ -90,6 +90,7 @@ screenshots: setup
 # Re-measure everything in BENCHMARKS.md (lessons, attention memory, grade vs nbgrader).
 bench: setup
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/check_overhead.py
 	$(PY) benchmarks/attention_memory.py
 	$(PY) benchmarks/grading.py --solutions
 

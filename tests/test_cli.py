@@ -90,3 +90,28 @@ def test_typical_mistake_gets_its_message_end_to_end(tmp_path):
     assert tests["softmax_values"]["passed"] is True
     assert tests["attend_values"]["passed"] is True
     assert 0 < report["score"] < report["max_score"]
+
+
+@pytest.mark.notebook
+def test_written_answer_gets_its_model_answer_only_once_written(tmp_path):
+    """Text report: the learner's written answer beside the solution's model answer and
+    rubric, the exercises still unanswered listed; nothing of a model answer before."""
+    lesson = next(les for les in lessons() if les.number == "03")
+    nb = nbformat.read(lesson.release, as_version=4)
+    written = next(c for c in nb.cells if c.cell_type == "markdown"
+                   and c.metadata.get("nbgrader", {}).get("solution"))
+    grade_id = written.metadata["nbgrader"]["grade_id"]
+    written.source = "One head averages once; several heads look at several places."
+    path = tmp_path / f"{lesson.name}.ipynb"
+    nbformat.write(nb, path)
+    result = run_cli("check", str(path))
+    assert result.returncode == 0, result.stderr
+    source = nbformat.read(lesson.source, as_version=4)
+    model = next(c.source for c in source.cells
+                 if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    rubric = next(ln for ln in model.splitlines() if ln.startswith("- 1 point"))
+    out = result.stdout
+    assert f"{grade_id}: your answer" in out and "several heads look at several" in out
+    assert rubric in out and out.index("several heads look") < out.index(rubric)
+    unanswered = next(ln for ln in out.splitlines() if ln.startswith("Still unanswered:"))
+    assert "split_heads" in unanswered and grade_id not in unanswered
