@@ -64,7 +64,8 @@ lab: setup
 
 # Instructors: JupyterLab at the course root with formgrader and the create-assignment tools.
 instructor: setup
-	JUPYTER_CONFIG_PATH=$(CURDIR)/etc/jupyter/instructor $(BIN)/jupyter lab $(LAB_FLAGS)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/etc/jupyter/instructor \
+	JUPYTER_PATH=$(CURDIR)/etc/jupyter/instructor/data $(BIN)/jupyter lab $(LAB_FLAGS)
 
 # Regenerate lessons/ from solutions/ (nbgrader generate_assignment).
 lessons: setup
