@@ -12,7 +12,7 @@ LAB_FLAGS := --ServerApp.port=$(PORT) --ServerApp.port_retries=50 $(ROOT_FLAG) \
 	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
 .PHONY: setup system-deps lab instructor test test-fast lessons lessons-check bench lint screenshots \
-	clean-venv
+	clean-venv hub hub-proxy hub-roster hub-grade
 
 # PyTorch comes first and pinned. On Linux PyPI's wheel is the CUDA build (GBs of NVIDIA
 # libraries), so it comes from PyTorch's CPU index when that answers within 15 s, else from PyPI.
@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 		echo "$(TORCH) from PyPI$(if $(TORCH_INDEX), ($(TORCH_INDEX) did not answer))"; \
 		$(PY) -m pip install --quiet '$(TORCH)'; \
 	fi
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,hub]'
 	@touch $@
 
 # System packages some tests need (Debian/Ubuntu): Chromium (browser suite), PostgreSQL (shared
@@ -74,7 +74,7 @@ lessons: setup
 lessons-check: setup
 	$(PY) -m autograder build --check
 
-test: setup $(if $(filter 0,$(shell id -u)),system-deps)
+test: setup $(if $(filter 0,$(shell id -u)),system-deps hub-proxy)
 	$(PY) -m autograder build --check
 	$(PY) -m pytest -n 2 --dist loadgroup
 
@@ -94,6 +94,41 @@ bench: setup
 	$(PY) benchmarks/check_overhead.py
 	$(PY) benchmarks/attention_memory.py
 	$(PY) benchmarks/grading.py --solutions
+
+# --- A class on JupyterHub (hub/; README "Teaching a class on JupyterHub"), as root --------
+HUB_DIR ?= /srv/attention-lab
+ROSTER ?= $(HUB_DIR)/roster.csv
+HUB_IP ?= 127.0.0.1
+HUB_PORT ?= 8000
+HUB_MEM ?= 2G
+HUB_CULL ?= 3600
+CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+
+# The roster's accounts, then JupyterHub in the foreground (Ctrl-C stops it; state stays on disk).
+hub: setup hub-proxy
+	@[ "$$(id -u)" = 0 ] || { echo "make hub: run as root (it creates the class's system users)"; exit 2; }
+	@[ -f "$(ROSTER)" ] || { echo "make hub: no roster at $(ROSTER) (see hub/roster.example.csv; ROSTER=file)"; exit 2; }
+	$(PY) hub/roster.py $(ROSTER) --hub-dir $(HUB_DIR)
+	cd $(HUB_DIR)/state && ATTNLAB_HUB_DIR=$(HUB_DIR) ATTNLAB_HUB_IP=$(HUB_IP) ATTNLAB_HUB_PORT=$(HUB_PORT) \
+		ATTNLAB_MEM_LIMIT=$(HUB_MEM) ATTNLAB_CULL_TIMEOUT=$(HUB_CULL) ATTNLAB_CHP=$(CURDIR)/$(CHP) \
+		$(CURDIR)/$(BIN)/jupyterhub -f $(CURDIR)/hub/jupyterhub_config.py
+
+# configurable-http-proxy from npm, into the project's environment (installed once).
+hub-proxy: $(CHP)
+$(CHP):
+	@command -v npm >/dev/null || { echo "make hub-proxy: npm is missing (as root: make system-deps)"; exit 2; }
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node 'configurable-http-proxy@^5'
+
+# Mid-term: add the line to the roster, then this (the running hub admits the new learner).
+hub-roster: setup
+	$(PY) hub/roster.py $(ROSTER) --hub-dir $(HUB_DIR)
+
+# Grade a lesson's collected submissions (`nbgrader collect` first) in root's sandbox, then
+# hand the files back to the instructors: `make hub-grade LESSON=01`.
+hub-grade: setup
+	$(PY) -m autograder grade $(HUB_DIR)/course/submitted --course $(HUB_DIR)/course \
+		--lesson $(LESSON) --out $(HUB_DIR)/course/graded
+	chown -R --reference=$(HUB_DIR)/course $(HUB_DIR)/course
 
 clean-venv:
 	rm -rf $(VENV)
