@@ -471,7 +471,7 @@ def write_insight(lesson: str | Lesson, db_url: str | None = None,
 
     matplotlib.use("Agg")
     course = (course or ROOT).resolve()
-    lesson = lesson if isinstance(lesson, Lesson) else _lesson(course, lesson)
+    lesson = lesson if isinstance(lesson, Lesson) else course_lesson(course, lesson)
     db_url = db_url or nbgrader_config(course).CourseDirectory.db_url
     out = (out or course / "graded" / lesson.name).resolve()
     data = gather(lesson, db_url, course, out, below)
@@ -481,7 +481,8 @@ def write_insight(lesson: str | Lesson, db_url: str | None = None,
     return out / "insight.html", out / "insight.json"
 
 
-def _lesson(course: Path, key: str) -> Lesson:
+def course_lesson(course: Path, key: str) -> Lesson:
+    """A lesson of this course folder (its own solutions/ first), by name or number."""
     own = course / "solutions"
     if own.is_dir():
         for path in sorted(own.iterdir()):
