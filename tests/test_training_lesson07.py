@@ -54,7 +54,7 @@ def test_full_run_reaches_the_pass_criterion():
     ({"JPY_SESSION_NAME": "/home/me/07.ipynb", "ATTNLAB_GRADING": "1"}, True),
 ])
 def test_grading_run_is_set_explicitly(monkeypatch, env, expected):
-    """Is the short budget used exactly when a grader sets ATTNLAB_GRADING, wherever else it runs?"""
+    """Is the short budget used exactly when a grader sets ATTNLAB_GRADING, wherever it runs?"""
     for name in ("JPY_SESSION_NAME", "ATTNLAB_GRADING"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
