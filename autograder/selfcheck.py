@@ -37,6 +37,8 @@ import re
 import shutil
 import sys
 import tempfile
+import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,7 @@ SOLUTION_MARKERS = re.compile(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$", re.MULTILINE
 # never into the notebook's namespace): what every lesson's first cell imports
 PRELOAD = ("numpy", "torch", "matplotlib.pyplot", "ipywidgets", "autograder.checks",
            "attnlab", "attnlab.plots", "attnlab.data")
+PRUNE_AFTER_S = 24 * 3600  # a cached lesson version unused this long is deleted
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR", "--HistoryManager.hist_file=:memory:"]
 
 
@@ -188,6 +191,8 @@ def prepared(lesson: Lesson) -> Path:
     root = cache_root() / "check"
     final = root / f"{lesson.name}-{_version_key(lesson)}"
     if (final / "answers.json").exists():
+        with suppress(OSError):
+            os.utime(final)  # in use: not pruned
         return final
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -204,9 +209,10 @@ def prepared(lesson: Lesson) -> Path:
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for old in root.glob(f"{lesson.name}-*"):  # earlier versions of this lesson
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    for old in root.glob(f"{lesson.name}-*"):  # other versions of this lesson, unused for a day
+        with suppress(OSError):
+            if old != final and time.time() - old.stat().st_mtime > PRUNE_AFTER_S:
+                shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -247,6 +253,7 @@ def _grade_fast(nb, lesson: Lesson, cache: Path, km, tmp: Path) -> Report:
     from nbgrader.preprocessors import Execute, IgnorePattern, LimitOutput
 
     shutil.copyfile(cache / "gradebook.db", tmp / "gradebook.db")
+    answers = json.loads((cache / "answers.json").read_text(encoding="utf-8"))
     for item in _files(lesson.source_dir):  # files beside the lesson, as autograde copies
         if item.suffix != ".ipynb":
             (tmp / "work" / item.relative_to(lesson.source_dir)).parent.mkdir(
@@ -262,7 +269,6 @@ def _grade_fast(nb, lesson: Lesson, cache: Path, km, tmp: Path) -> Report:
     nb, resources = Execute(config=config).preprocess(nb, resources, km=km)  # our kernel
     for cls in (IgnorePattern, ClearMetadataPreprocessor, LimitOutput):  # autograde's order
         nb, resources = cls(config=config)(nb, resources)
-    answers = json.loads((cache / "answers.json").read_text(encoding="utf-8"))
     return _report(lesson, nb, answers)
 
 

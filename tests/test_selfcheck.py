@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import time
 
 import nbformat
 import pytest
@@ -84,11 +85,13 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_cache_is_built_once_per_lesson_version(cache, course_copy):
-    """Is the generated gradebook reused, and rebuilt (the old one dropped) when the lesson
-    changes?"""
+    """Is the generated gradebook reused, rebuilt when the lesson changes, and an old
+    version dropped once unused for a day?"""
     lesson = find_lesson("01")
     first = selfcheck.prepared(lesson)
     assert (first / "gradebook.db").exists() and selfcheck.prepared(lesson) == first
+    a_day_ago = time.time() - selfcheck.PRUNE_AFTER_S - 60
+    os.utime(first, (a_day_ago, a_day_ago))
     nb = nbformat.read(lesson.source, as_version=4)
     nb.cells[0].source += "\n\nA changed introduction."
     nbformat.write(nb, lesson.source)
