@@ -212,6 +212,12 @@ def test_formgrader_inside_jupyterlab_shows_the_scores(hub, chromium):
         context.close()
     for name, variant in FINAL.items():
         assert f"{HONEST[variant][1]:g} / 8" in rows[name], rows[name]
+    # JupyterHub's own default stays on learners' servers; only formgrader's host relaxes it
+    hub.spawn(ADA)
+    csp = {name: requests.get(f"{hub.url}/user/{name}/api/status", timeout=60, headers={
+        "Authorization": f"token {hub.user_token(name)}"}).headers["Content-Security-Policy"]
+        for name in (TEACH, ADA)}
+    assert "frame-ancestors 'self'" in csp[TEACH] and "frame-ancestors 'none'" in csp[ADA]
 
 
 # ----------------------------------------------------------------------------- walls
