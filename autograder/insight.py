@@ -218,7 +218,7 @@ def _summarise(lesson, tests, exercises, learners, progress, notes, below) -> di
                          "mean": round(sum(scores) / n, 3), "full": full, "zero": zero,
                          "partial": n - full - zero, "pass_share": _share(full, n)})
     groups: dict[tuple[str, str], dict] = {}
-    problems: dict[str, list[str]] = {s: list(v) for s, v in notes.items() if s in learners}
+    problems: dict[str, list[str]] = {s: list(v) for s, v in notes.items()}
     for student, r in sorted(learners.items()):
         if not r["autograded"]:
             problems.setdefault(student, []).append("no autograded notebook to read")
