@@ -22,6 +22,7 @@ from autograder.export import export
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
 from grading_fixtures import isolation_flags  # noqa: E402
 from grading_fixtures.submissions import HONEST, LESSON, notebook  # noqa: E402
+from test_grading_postgres import postgres  # noqa: E402, F401  (the fixture)
 
 DUE = dt.datetime(2026, 3, 1, 12, 0, 0)
 # student -> (code points of 6, written points of 2 or None if ungraded, submitted at)
@@ -34,13 +35,13 @@ NAMES = {"12345": ("John", "Doe"), "23456": ("Jane", "Smith"), "34567": ("Ann", 
          "45678": ("Bo", "Kim")}
 
 
-def _course(tmp_path: Path) -> Path:
+def _course(tmp_path: Path, db_url: str | None = None) -> Path:
     """A course whose gradebook holds lesson 01 for three learners and one without it."""
     from nbgrader.api import Gradebook
 
     course = tmp_path / "course"
-    course.mkdir()
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "attention-lab") as gb:
+    course.mkdir(parents=True)
+    with Gradebook(db_url or f"sqlite:///{course / 'gradebook.db'}", "attention-lab") as gb:
         gb.add_assignment(LESSON, duedate=DUE)
         gb.add_notebook(LESSON, LESSON)
         gb.add_grade_cell("code", LESSON, LESSON, max_score=6, cell_type="code")
@@ -166,6 +167,19 @@ def test_csv_has_late_and_manual_details(tmp_path):
     assert body["34567"]["status"] == "written answers to grade"
     assert body["45678"]["status"] == "missing" and body["45678"]["score"] == ""
     assert (body["12345"]["auto_score"], body["12345"]["manual_score"]) == ("6", "2")
+
+
+@pytest.mark.notebook
+def test_postgres_gradebook_exports_the_same(tmp_path, postgres):  # noqa: F811
+    """Does a PostgreSQL gradebook give the very file a SQLite one gives?"""
+    from autograder.grading.db import normalize_url
+
+    sqlite = export("canvas", [LESSON], course=_course(tmp_path / "a"), to=tmp_path / "a.csv",
+                    echo=lambda *_: None)
+    pg = export("canvas", [LESSON], db_url=normalize_url(postgres),
+                course=_course(tmp_path / "b", normalize_url(postgres)),
+                to=tmp_path / "b.csv", echo=lambda *_: None)
+    assert _read(pg) == _read(sqlite) and len(_read(pg)) == 2 + len(NAMES)
 
 
 # ----------------------------------------------------------------------------- round trips
