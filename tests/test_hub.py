@@ -199,6 +199,17 @@ def test_formgrader_inside_jupyterlab_shows_the_scores(hub, chromium):
     (its frame is allowed: frame-ancestors 'self') and lists each learner's score."""
     context, page = login(chromium, hub, TEACH)
     try:
+        # control: with JupyterHub's default header, Chromium refuses formgrader's frame
+        context.route(re.compile(r".*/formgrader.*"), _hub_default_csp)
+        page.get_by_text("Nbgrader", exact=True).click()
+        page.get_by_text("Formgrader", exact=True).click()
+        page.wait_for_function("() => [...document.querySelectorAll('iframe')].some("
+                               "(f) => /formgrader/.test(f.src))", timeout=60_000)
+        _wait_for_blocked_frame(page)
+        context.unroute(re.compile(r".*/formgrader.*"))
+        page.reload()
+        page.wait_for_function("() => document.querySelector('.jp-LabShell')",
+                               timeout=120_000)
         page.get_by_text("Nbgrader", exact=True).click()
         page.get_by_text("Formgrader", exact=True).click()
         frame = page.frame_locator("iframe").first
@@ -254,6 +265,25 @@ def test_learners_cannot_reach_each_other_or_formgrader(hub):
                 ["ls", str(hub.hub_dir / "state")]):
         done = hub.as_user(BO, *cmd, check=False)
         assert done.returncode != 0 and "Permission denied" in done.stderr, (cmd, done)
+
+
+def _hub_default_csp(route) -> None:
+    """Serve formgrader with the header JupyterHub >= 4.1 sends by default."""
+    response = route.fetch()
+    route.fulfill(response=response, headers={**response.headers,
+                                              "content-security-policy": "frame-ancestors 'none'"})
+
+
+def _wait_for_blocked_frame(page, timeout: float = 60) -> None:
+    """Chromium replaces a refused frame with its own error page (chrome-error://)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(f.url.startswith("chrome-error://") for f in page.frames):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"formgrader's frame was not refused: {[f.url for f in page.frames]}")
 
 
 def _hidden_lines() -> list[str]:
