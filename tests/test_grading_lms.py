@@ -52,7 +52,12 @@ def test_canvas_zip(tmp_path):
     rows, report = _grade(archive, tmp_path / "course")  # the lesson is read from metadata
     assert {s: float(r["score"]) for s, r in rows.items()} == {
         "12345": 8.0, "23456": 7.0, "34567": 0.0}
-    assert rows["12345"]["last_name"] == "doejohn"
+    # Canvas's file name runs the sortable name together: no first or last name in it
+    assert (rows["12345"]["first_name"], rows["12345"]["last_name"]) == ("", "")
+    assert report["learner_results"]["12345"]["lms_name"] == "doejohn"
+    assert list(rows) == sorted(rows)  # one row per learner, sorted by id
+    assert rows["23456"]["timestamp"]  # the zip's file time, as nbgrader's timestamp
+    assert report["learner_results"]["23456"]["late"]
     notes = {s: " ".join(r["notes"]) for s, r in report["learner_results"].items()}
     assert "marked late by the LMS" in notes["23456"]
     assert f"renamed {LESSON}-1.ipynb" in notes["23456"]

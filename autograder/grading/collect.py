@@ -40,24 +40,28 @@ class Learner:
     last_name: str = ""
     notes: list[str] = field(default_factory=list)
     blank: bool = False
+    lms_name: str = ""  # the name the LMS put in the file name, as it wrote it
+    timestamp: str = ""  # when the LMS says it was handed in ("" if it does not say)
 
     @property
     def label(self) -> str:
-        name = " ".join(p for p in (self.first_name, self.last_name) if p)
+        name = " ".join(p for p in (self.first_name, self.last_name) if p) or self.lms_name
         return f"{self.student} ({name})" if name and name != self.student else self.student
 
 
 def _split_name(name: str) -> tuple[str, str]:
+    """(first, last) from a full name ("Jane Doe", Moodle); a single word (Canvas's
+    "doejohn", its sortable name run together) is no first or last name at all."""
     parts = name.replace("_", " ").split()
     if len(parts) >= 2:
         return " ".join(parts[:-1]), parts[-1]
-    return "", name
+    return "", ""
 
 
 # ----------------------------------------------------------------------------- zip
 
 
-def _collector_class(patterns: list[str], names: dict):
+def _collector_class(patterns: list[str], names: dict, stamps: dict[str, str]):
     from nbgrader.plugins import FileNameCollectorPlugin
 
     class LMSCollector(FileNameCollectorPlugin):
@@ -71,10 +75,17 @@ def _collector_class(patterns: list[str], names: dict):
                 if match and match.groupdict().get("student_id"):
                     groups = match.groupdict()
                     student = groups["student_id"]
-                    first, last = _split_name(groups.get("name") or "")
-                    names.setdefault(student, (first, last, bool(groups.get("late"))))
-                    return {"student_id": student,
-                            "file_id": groups.get("file_id") or Path(path).name}
+                    lms_name = groups.get("name") or ""
+                    first, last = _split_name(lms_name)
+                    names.setdefault(student, (first, last, bool(groups.get("late")),
+                                               lms_name))
+                    found = {"student_id": student,
+                             "file_id": groups.get("file_id") or Path(path).name}
+                    stamp = next((t for member, t in stamps.items()
+                                  if path == member or path.endswith("/" + member)), "")
+                    if stamp:
+                        found["timestamp"] = stamp
+                    return found
             self.log.warning("no learner found in the file name %s", submitted_file)
             return None
 
@@ -90,12 +101,12 @@ def collect_zip(archive: Path, lesson: Lesson, course: Path, config,
     shutil.rmtree(downloaded, ignore_errors=True)
     (downloaded / "archive").mkdir(parents=True)
     shutil.copyfile(archive, downloaded / "archive" / archive.name)
-    names: dict[str, tuple[str, str, bool]] = {}
+    names: dict[str, tuple[str, str, bool, str]] = {}
     patterns = ([pattern] if pattern else []) + [CANVAS, MOODLE_FOLDER, MOODLE_FLAT]
     app = ZipCollectApp(config=config)
     app.coursedir = CourseDirectory(config=config)
     app.coursedir.assignment_id = lesson.name
-    app.collector_plugin = _collector_class(patterns, names)
+    app.collector_plugin = _collector_class(patterns, names, _zip_times(archive))
     app.force = True
     app.strict = False
     previous = {p.name for p in (course / "submitted").glob("*")}
@@ -106,15 +117,29 @@ def collect_zip(archive: Path, lesson: Lesson, course: Path, config,
     except SystemExit:
         raise CourseError(f"nbgrader zip_collect could not collect {archive.name}") from None
     learners = {}
-    for student, (first, last, late) in sorted(names.items()):
-        if not (course / "submitted" / student / lesson.name).is_dir():
+    for student, (first, last, late, lms_name) in sorted(names.items()):
+        folder = course / "submitted" / student / lesson.name
+        if not folder.is_dir():
             continue
-        learner = Learner(student, first, last)
+        stamp = folder / "timestamp.txt"
+        learner = Learner(student, first, last, lms_name=lms_name,
+                          timestamp=stamp.read_text().strip() if stamp.exists() else "")
         if late:
             learner.notes.append("marked late by the LMS")
         learners[student] = learner
     del previous
     return learners
+
+
+def _zip_times(archive: Path) -> dict[str, str]:
+    """Each file's time as the LMS wrote it into the zip (its submission time; no time zone
+    is stored, nbgrader reads it as UTC). Zips without times (1980-01-01) give none."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        return {info.filename: "{:04d}-{:02d}-{:02d} {:02d}:{:02d}:{:02d}".format(
+                    *info.date_time)
+                for info in zf.infolist() if not info.is_dir() and info.date_time[0] > 1980}
 
 
 # ----------------------------------------------------------------------------- folder
