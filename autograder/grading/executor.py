@@ -398,22 +398,22 @@ class SandboxedKernel:
             if run.status == "died":
                 result.died_at = index
                 stop_reason = (f"not run: the kernel died in an earlier cell ({run.note})")
-                result.events.append(f"kernel died in cell {index} ({run.note})")
+                result.events.append(f"kernel died in {_label(cell)} ({run.note})")
             elif run.status == "deadline":
                 stop_reason = ("not run: the notebook ran past its total time limit of "
                                f"{lim.notebook_timeout:g} s")
                 result.events.append(f"notebook deadline ({lim.notebook_timeout:g} s) "
-                                     f"reached in cell {index}")
+                                     f"reached in {_label(cell)}")
             elif run.status == "timeout":
-                result.events.append(f"cell {index} timed out ({lim.cell_timeout:g} s)")
+                result.events.append(f"{_label(cell)} timed out ({lim.cell_timeout:g} s)")
             elif run.status == "truncated":
-                result.events.append(f"cell {index} printed too much (output cut at "
-                                     f"{lim.output_mb:g} MB)")
+                result.events.append(f"output flood: {_label(cell)} printed too much "
+                                     f"(output cut at {lim.output_mb:g} MB)")
             limit = _limit_hit(cell)
             if limit:
-                result.events.append(f"cell {index} {limit}")
+                result.events.append(f"{_label(cell)} {limit}")
             if self._kill_strays():
-                result.events.append(f"cell {index} left processes running; they were "
+                result.events.append(f"{_label(cell)} left processes running; they were "
                                      "stopped")
                 for _ in range(20):  # a fork bomb forks while we kill
                     if not self._kill_strays():
@@ -457,7 +457,7 @@ class SandboxedKernel:
                         "was stopped")
                 cell.outputs.append(_error_output("CellTimeoutError", note))
                 return CellRun(index, "died", time.monotonic() - started,
-                               note=f"cell {index} would not stop after its time limit")
+                               note="it would not stop after its time limit")
             try:
                 msg = kc.get_iopub_msg(timeout=0.2)
             except (ValueError, KeyError, TypeError, UnicodeDecodeError):
@@ -469,7 +469,7 @@ class SandboxedKernel:
                             "the memory limit)")
                     cell.outputs.append(_error_output("DeadKernel", note))
                     return CellRun(index, "died", time.monotonic() - started,
-                                   note=f"cell {index}: {note}")
+                                   note=note)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -502,6 +502,14 @@ class SandboxedKernel:
             return CellRun(index, "truncated", seconds)
         failed = any(o.output_type == "error" for o in cell.outputs)
         return CellRun(index, "error" if failed else "ok", seconds)
+
+
+def _label(cell) -> str:
+    """A cell as an instructor finds it in the feedback: its first line, its In [n]."""
+    first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+    first = first if len(first) <= 50 else first[:47] + "..."
+    count = cell.get("execution_count")
+    return f'the cell "{first}"' + (f" (In [{count}])" if count else "")
 
 
 def _error_output(ename: str, evalue: str):
