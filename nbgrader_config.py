@@ -4,10 +4,13 @@ The instructor source lives in solutions/ and the learner release in lessons/
 (nbgrader calls them source/ and release/).
 """
 
+import os
+
 c = get_config()  # noqa: F821  (nbgrader injects get_config)
+COURSE = os.path.dirname(os.path.abspath(__file__))  # this folder, wherever nbgrader runs
 
 c.CourseDirectory.course_id = "attention-lab"
-c.CourseDirectory.root = "."
+c.CourseDirectory.root = COURSE
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "lessons"
 # lessons are the folders named NN_slug; anything else in solutions/ is not an assignment
@@ -64,16 +67,35 @@ try:
                                           OverwriteCells, CheckCellMetadata]
 except ImportError:
     c.OverwriteCells.add_missing_cells = False
+# One feedback folder for grade, `python -m autograder feedback` and nbgrader's own
+# generate_feedback: graded/feedback/<student>/<lesson>/<lesson>.html (git-ignored).
+c.CourseDirectory.feedback_directory = os.path.join("graded", "feedback")
+# The exchange (nbgrader release/fetch/submit, formgrader's banner) lives in the course
+# folder, git-ignored; nbgrader requires it to exist.
+c.Exchange.root = os.path.join(COURSE, ".exchange")
+try:
+    os.makedirs(c.Exchange.root, exist_ok=True)
+except OSError:  # a read-only checkout: nbgrader says so when the exchange is used
+    pass
+# Plain `nbgrader autograde` on a fresh clone: the lesson is registered in the gradebook
+# first (a scratch generate_assignment; lessons/ is not touched).
+try:
+    from autograder.grading.nbgrader_hooks import register_lesson
+
+    c.Autograde.pre_convert_hook = register_lesson
+except ImportError:
+    pass
 # Feedback (grade's, and nbgrader's own generate_feedback) never shows hidden tests: their
 # source is cut from test cells, tracebacks are reduced to their message, and a learner's
-# HTML/JavaScript output is sanitised.
+# HTML/JavaScript output is sanitised. A test's diagnosis is wrapped, rendered text; written
+# answers not yet graded by hand are named as such.
 try:
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import GetGrades
 
-    from autograder.grading.nbgrader_hooks import HideHiddenTests
+    from autograder.grading.nbgrader_hooks import GetGradesPending, HideHiddenTests
 
-    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
+    c.GenerateFeedback.preprocessors = [GetGradesPending, CSSHTMLHeaderPreprocessor,
+                                        HideHiddenTests]
     c.GenerateFeedback.HTMLExporter.sanitize_html = True
 except ImportError:  # the course package is not installed here: nbgrader's defaults
     pass

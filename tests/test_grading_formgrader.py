@@ -65,7 +65,8 @@ def test_formgrader_feedback_and_export_after_grade(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
     rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())}
     assert float(rows["full"]["score"]) == auto_max + 1.5
-    html = (course / "feedback" / "full" / lesson.name / f"{lesson.name}.html").read_text()
+    html = (course / "graded" / "feedback" / "full" / lesson.name /
+            f"{lesson.name}.html").read_text()  # the one feedback folder, grade's and nbgrader's
     assert "1.5 / 2.0" in html  # the manual grade reached the learner's feedback
     source = nbformat.read(lesson.source, as_version=4)
     hidden = [line.strip() for cell in source.cells for line in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -306,22 +307,57 @@ def test_feedback_hides_hidden_tests_but_keeps_their_messages():
     spy = nbformat.v4.new_code_cell("print(In)")
     spy.outputs = [nbformat.v4.new_output("stream", name="stdout",
                                           text='[\'check("x.secret", f)\']\n')]
-    nb = nbformat.v4.new_notebook(cells=[test, spy])
+    untrusted = _cell("assert f(1) == 2, 'f(1) should be 2'\n### BEGIN HIDDEN TESTS\n"
+                      "assert f(7) == 8\n### END HIDDEN TESTS", [nbformat.v4.new_output(
+                          "error", ename="AssertionError", evalue="f(1) should be 2",
+                          traceback=["Traceback...", "assert f(7) == 8", "AssertionError"])])
+    nb = nbformat.v4.new_notebook(cells=[test, spy, untrusted])
     nb, _ = HideHiddenTests().preprocess(nb, {})
     text = json.dumps(nb)
-    assert "x.secret" not in text and "x.visible" in text
-    assert nb.cells[0].outputs[0].traceback == ["CheckFailed: Your f is off by one (case 7)."]
+    assert "x.secret" not in text and "x.visible" in text and "f(7)" not in text
+    verdict = nb.cells[0].outputs[0]  # a check's diagnosis: rendered text, no traceback box
+    assert verdict.output_type == "display_data" and "traceback" not in verdict
+    assert "Your f is off by one (case 7)." in verdict.data["text/html"]
+    assert nb.cells[2].outputs[0].traceback == ["AssertionError: f(1) should be 2"]
     assert "[hidden test]" in nb.cells[1].outputs[0].text
+
+
+def test_feedback_renders_a_diagnosis_and_hides_server_paths():
+    """Is a check's message wrapped HTML with its emphasis rendered (not literal asterisks,
+    not one sideways-scrolling line), and are the grader's paths cut from tracebacks?"""
+    from nbconvert import HTMLExporter
+
+    message = ("It matches the output *before* the softmax: apply `softmax` to the "
+               "**scores**, not to x < y. " + "Then compare again. " * 20)
+    test = _cell('check("x.visible", f)', [nbformat.v4.new_output(
+        "error", ename="CheckFailed", evalue=message, traceback=["Not yet"])])
+    demo = nbformat.v4.new_code_cell("CourseMHA(8, 2)")
+    demo.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[
+        "File /srv/course/.grading/images/03_x-f21cbfbb/autograder/reference/attention.py:64",
+        "File /home/me/.venv/lib/python3.11/site-packages/torch/nn/modules/module.py:1"])]
+    nb = nbformat.v4.new_notebook(cells=[test, demo])
+    nb, _ = HideHiddenTests().preprocess(nb, {})
+    assert nb.cells[1].outputs[0].traceback == [
+        "File autograder/reference/attention.py:64",
+        "File site-packages/torch/nn/modules/module.py:1"]
+    html, _ = HTMLExporter(template_name="classic", sanitize_html=True).from_notebook_node(nb)
+    body = html[html.index("Not yet"):]
+    assert "<em>before</em>" in body and "<code>softmax</code>" in body
+    assert "<strong>scores</strong>" in body and "x &lt; y" in body
+    assert "*before*" not in html and "<pre>" not in body[:len(message) + 200]
+    assert "/.grading/" not in html and "/home/me" not in html
 
 
 def test_duplicate_ids_leave_no_empty_metadata():
     """Does our DeduplicateIds leave cells that OverwriteCells(add_missing_cells) can read?"""
     nb = notebook({})
-    nb.cells.insert(9, nbformat.from_dict(json.loads(json.dumps(nb.cells[9]))))
-    nb.cells[9]["id"] = "dup"
+    i = next(i for i, c in enumerate(nb.cells)
+             if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax_values")
+    nb.cells.insert(i, nbformat.from_dict(json.loads(json.dumps(nb.cells[i]))))
+    nb.cells[i]["id"] = "dup"
     nb, _ = DropDuplicateIds().preprocess(nb, {})
-    assert "nbgrader" not in nb.cells[9].metadata
-    assert nb.cells[10].metadata["nbgrader"]["grade_id"] == "softmax_values"
+    assert "nbgrader" not in nb.cells[i].metadata
+    assert nb.cells[i + 1].metadata["nbgrader"]["grade_id"] == "softmax_values"
 
 
 # ----------------------------------------------------------------------------- collection
@@ -392,20 +428,23 @@ def test_tampered_cell_metadata_is_restored(learner_folder):
     assert "cell metadata restored from the lesson: softmax_values" in learner.notes
 
 
-@pytest.mark.parametrize("path, student, name", [
-    ("/x/doejohn_12345_678901_01_attention_as_retrieval.ipynb", "12345", ("", "doejohn")),
-    ("/x/smithjane_LATE_23456_678902_lesson-1.ipynb", "23456", ("", "smithjane")),
-    ("/x/Jane Doe_111111_assignsubmission_file_/lesson.ipynb", "111111", ("Jane", "Doe")),
-    ("/x/Ann Lee_222_assignsubmission_file_lesson.ipynb", "222", ("Ann", "Lee")),
+@pytest.mark.parametrize("path, student, name, lms_name", [
+    ("/x/doejohn_12345_678901_01_attention_as_retrieval.ipynb", "12345", ("", ""), "doejohn"),
+    ("/x/smithjane_LATE_23456_678902_lesson-1.ipynb", "23456", ("", ""), "smithjane"),
+    ("/x/Jane Doe_111111_assignsubmission_file_/lesson.ipynb", "111111", ("Jane", "Doe"),
+     "Jane Doe"),
+    ("/x/Ann Lee_222_assignsubmission_file_lesson.ipynb", "222", ("Ann", "Lee"), "Ann Lee"),
 ])
-def test_lms_file_names(path, student, name):
-    """Are Canvas and Moodle download names read as (learner id, name)?"""
+def test_lms_file_names(path, student, name, lms_name):
+    """Are Canvas and Moodle download names read as (learner id, name), a Canvas login-like
+    name run together ("doejohn") never landing in first or last name?"""
     names: dict = {}
     plugin = collect._collector_class([collect.CANVAS, collect.MOODLE_FOLDER,
-                                       collect.MOODLE_FLAT], names)()
+                                       collect.MOODLE_FLAT], names,
+                                      {"x/other.ipynb": "2026-01-02 03:04:05"})()
     info = plugin.collect(path)
-    assert info["student_id"] == student
-    assert names[student][:2] == name
+    assert info["student_id"] == student and "timestamp" not in info
+    assert names[student][:2] == name and names[student][3] == lms_name
     assert names[student][2] == ("LATE" in path)
 
 
@@ -424,6 +463,40 @@ def test_journal_ignores_a_line_cut_by_a_kill(tmp_path):
     assert again.has("ana", "abc", "graded")
     assert not again.has("bo", "d", "graded") and not again.has("ana", "other", "graded")
     again.close()
+
+
+def test_an_interrupted_regrade_is_finished_by_the_next_run(tmp_path):
+    """After `--regrade` was killed, does a plain re-run regrade the learners it had not
+    reached (their earlier results are forgotten) and know that it is finishing one?"""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    for student in ("ana", "bo"):
+        journal.record(student, "s", "graded")
+        journal.record(student, "s", "feedback")
+    journal.start_regrade(settings={"cell_timeout": 5.0})
+    journal.record("ana", "s", "graded")  # killed before bo
+    journal.close()
+    again = Journal(path)
+    assert again.regrade["settings"] == {"cell_timeout": 5.0}
+    assert again.has("ana", "s", "graded") and not again.has("ana", "s", "feedback")
+    assert not again.has("bo", "s", "graded")
+    again.finish_regrade()
+    again.close()
+    assert Journal(path).regrade is None
+
+
+def test_grade_refuses_the_wrong_lesson_before_writing(tmp_path):
+    """Does --lesson 04 on a lesson 03 class stop, saying which lesson it is, with nothing
+    written (no course folder, no gradebook, no graded/)?"""
+    lesson = find_lesson("03")
+    (tmp_path / "class" / "ana").mkdir(parents=True)
+    shutil.copy(lesson.release, tmp_path / "class" / "ana")
+    run = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"),
+                          "--lesson", "04", "--course", str(tmp_path / "c")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert f"these notebooks are lesson 03 ({lesson.name})" in run.stderr
+    assert not (tmp_path / "c").exists()
 
 
 def test_grade_refuses_missing_input_in_one_line(tmp_path):

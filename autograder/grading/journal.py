@@ -5,6 +5,11 @@ result file is complete), ``graded`` (nbgrader autograde wrote every grade and t
 autograded notebook), ``feedback`` (the feedback HTML is in place). A step is keyed by the
 learner and the SHA-256 of the notebook that was graded, so a new submission is graded
 anew and an old one never twice. A line cut short by a kill is ignored on reading.
+
+``--regrade`` writes a ``regrade`` line first: everything before it is forgotten, on
+reading too, so a regrade that is interrupted and run again (with or without the flag)
+finishes it, regrading the learners it had not reached, instead of keeping their old
+results. ``regrade_done`` closes it.
 """
 
 from __future__ import annotations
@@ -21,10 +26,17 @@ class Journal:
         self.path = path
         self.done: dict[tuple[str, str], set[str]] = {}
         self.counts: dict[tuple[str, str], int] = {}
+        self.regrade: dict | None = None  # an unfinished --regrade (its line), if any
         if path.exists():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     entry = json.loads(line)
+                    if entry.get("stage") == "regrade":
+                        self.done, self.counts, self.regrade = {}, {}, entry
+                        continue
+                    if entry.get("stage") == "regrade_done":
+                        self.regrade = None
+                        continue
                     key = (entry["student"], entry["sha"])
                     self.done.setdefault(key, set()).add(entry["stage"])
                     if entry["stage"] == "executed":
@@ -37,16 +49,25 @@ class Journal:
         return stage in self.done.get((student, sha), set())
 
     def record(self, student: str, sha: str, stage: str, **extra) -> None:
-        entry = {"student": student, "sha": sha, "stage": stage,
-                 "time": round(time.time(), 3), **extra}
+        self._write({"student": student, "sha": sha, "stage": stage,
+                     "time": round(time.time(), 3), **extra})
+        self.done.setdefault((student, sha), set()).add(stage)
+
+    def start_regrade(self, **settings) -> None:
+        """Forget every finished step, here and for any later run that reads this file."""
+        self._write({"stage": "regrade", "time": round(time.time(), 3), **settings})
+        self.done, self.counts = {}, {}
+        self.regrade = {"stage": "regrade", **settings}
+
+    def finish_regrade(self) -> None:
+        if self.regrade is not None:
+            self._write({"stage": "regrade_done", "time": round(time.time(), 3)})
+            self.regrade = None
+
+    def _write(self, entry: dict) -> None:
         self._fh.write(json.dumps(entry) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self.done.setdefault((student, sha), set()).add(stage)
-
-    def forget(self, student: str) -> None:
-        for key in [k for k in self.done if k[0] == student]:
-            self.done.pop(key, None)
 
     def close(self) -> None:
         self._fh.close()

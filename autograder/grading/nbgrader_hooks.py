@@ -11,23 +11,37 @@
 * :class:`HideHiddenTests` is added to ``generate_feedback`` (nbgrader_config.py): the
   source of hidden test regions is cut from test cells, tracebacks of test cells are
   reduced to their message, and any text of a hidden test that a learner's code managed to
-  print anywhere in the notebook is redacted.
+  print anywhere in the notebook is redacted. It also makes the feedback read well: a test's
+  diagnosis is shown as wrapped, rendered text (markdown) instead of a one-line traceback
+  box, and the grader's own paths (the sandbox image, the Python installation) are cut from
+  tracebacks.
+* :class:`GetGradesPending` is nbgrader's ``GetGrades`` that also says, at the top of the
+  feedback and on each answer, which written answers are still to be graded by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor
+import nbformat
+from nbgrader.preprocessors import DeduplicateIds, Execute, GetGrades, NbGraderPreprocessor
 from traitlets import Unicode
 
 BEGIN = "BEGIN HIDDEN TESTS"
 END = "END HIDDEN TESTS"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# the grader's own paths in a traceback: the sandbox image (<course>/.grading/images/<id>/)
+# and the Python installation (.../site-packages/); what follows them is kept
+IMAGE_PATH = re.compile(r"(?:/[^\s/\"'<>:]+)*/\.grading/images/[^/\s\"'<>]+/")
+SITE_PATH = re.compile(r"(?:/[^\s/\"'<>:]+)+/((?:site|dist)-packages)/")
+EMPHASIS = re.compile(r"(?<![\w*])\*{1,2}([^*\n]+?)\*{1,2}(?![\w*])")
+STRONG = re.compile(r"(?<![\w*])\*\*([^*\n]+?)\*\*(?![\w*])")
+CODE = re.compile(r"`([^`\n]+)`")
 
 
 def fingerprint(nb) -> str:
@@ -70,6 +84,39 @@ class SandboxedExecute(Execute):
         if widgets:
             nb.metadata["widgets"] = widgets
         return nb, resources
+
+
+def register_lesson(assignment: str, student: str, notebooks) -> None:
+    """Plain ``nbgrader autograde``'s pre-convert hook (nbgrader_config.py): a gradebook that
+    does not know the lesson yet (a fresh clone) gets it from ``solutions/``, as ``grade``
+    does, instead of failing until ``generate_assignment --force`` is run by hand.
+
+    The course folder is the one the submissions are in (``<course>/submitted/<student>/
+    <lesson>/<notebook>``, the hub's as well as a clone's), its gradebook ``gradebook.db``."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from ..course import CourseError, nbgrader_config
+    from .pipeline import _ensure_assignment, _find_lesson
+
+    if not notebooks:
+        return
+    course = Path(notebooks[0]).resolve().parents[3]
+    if not (course / "solutions" / assignment).is_dir():
+        return  # not laid out as this course is: nbgrader says what is missing
+    config = nbgrader_config(course)
+    with Gradebook(config.CourseDirectory.db_url, config.CourseDirectory.course_id) as gb:
+        try:
+            gb.find_assignment(assignment)
+            return
+        except MissingEntry:
+            pass
+    try:
+        lesson = _find_lesson(course, assignment)
+    except CourseError:
+        return  # not one of ours: nbgrader says what is missing
+    state = course / ".grading" / lesson.name
+    state.mkdir(parents=True, exist_ok=True)
+    _ensure_assignment(course, lesson, config, state)
 
 
 class DropDuplicateIds(DeduplicateIds):
@@ -117,15 +164,91 @@ class HideHiddenTests(NbGraderPreprocessor):
                             and not ln.strip().startswith("#")}
                 cell.source = (kept.rstrip() + "\n" + self.placeholder).lstrip("\n")
             if cell.cell_type == "code":
-                for out in cell.get("outputs", []):
+                cell.outputs = [_readable_verdict(out) for out in cell.get("outputs", [])]
+                for out in cell.outputs:
                     if out.get("output_type") == "error":
                         text = ANSI.sub("", f"{out.get('ename', '')}: {out.get('evalue', '')}")
                         out["traceback"] = [text]
-        if secrets:
-            for cell in nb.cells:
-                for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+        for cell in nb.cells:
+            for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                if secrets:
                     _redact(out, secrets)
+                _strip_paths(out)
         return nb, resources
+
+
+def _readable_verdict(out):
+    """A failed check's diagnosis (verdict.py's ``CheckFailed``) as rendered, wrapped text:
+    a traceback box is one long line that scrolls sideways and shows markdown literally."""
+    if out.get("output_type") != "error" or out.get("ename") != "CheckFailed":
+        return out
+    message = ANSI.sub("", str(out.get("evalue", ""))).strip()
+    plain = CODE.sub(r"\1", EMPHASIS.sub(r"\1", message))
+    return nbformat.v4.new_output("display_data", data={
+        "text/html": f"\u2717 <strong>Not yet:</strong> {_inline_markdown(message)}",
+        "text/plain": f"\u2717 Not yet: {plain}"})
+
+
+def _inline_markdown(text: str) -> str:
+    """The few inline marks the checks' messages use (*emphasis*, **strong**, `code`) as
+    HTML that survives the feedback's sanitiser (which drops block tags such as <p>)."""
+    parts = CODE.split(html.escape(text, quote=False))
+    for i in range(0, len(parts), 2):  # outside code spans
+        parts[i] = STRONG.sub(r"<strong>\1</strong>", parts[i])
+        parts[i] = EMPHASIS.sub(r"<em>\1</em>", parts[i])
+    for i in range(1, len(parts), 2):
+        parts[i] = f"<code>{parts[i]}</code>"
+    return "".join(parts)
+
+
+def _strip_paths(out) -> None:
+    """The grader's server paths are not the learner's business (nor anyone's)."""
+    def strip(text: str) -> str:
+        return SITE_PATH.sub(r"\1/", IMAGE_PATH.sub("", text))
+
+    if "text" in out:
+        out["text"] = strip(str(out["text"]))
+    if "traceback" in out:
+        out["traceback"] = [strip(str(t)) for t in out["traceback"]]
+    if "evalue" in out:
+        out["evalue"] = strip(str(out["evalue"]))
+    data = out.get("data")
+    if isinstance(data, dict) and isinstance(data.get("text/plain"), str):
+        data["text/plain"] = strip(data["text/plain"])
+
+
+class GetGradesPending(GetGrades):
+    """nbgrader's GetGrades, and a word on written answers still waiting for a grade.
+
+    nbgrader shows an ungraded written answer as "Score: 0.0 / 2.0" like a wrong one; here
+    the top of the feedback lists the answers an instructor has not graded yet, and each of
+    them says so (until formgrader's grade is in and the feedback is refreshed:
+    ``python -m autograder feedback --lesson NN``)."""
+
+    def preprocess(self, nb, resources):
+        self._pending: list[tuple[str, float]] = []
+        nb, resources = super().preprocess(nb, resources)
+        if self._pending:
+            points = sum(p for _, p in self._pending)
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+                f"**Still to be graded by your instructor:** {len(self._pending)} written "
+                f"answer(s) worth {points:g} point(s) in all "
+                f"({', '.join(name for name, _ in self._pending)}). They count as 0 in the "
+                "score below until then; this page is updated once they are graded.",
+                id="attnlab-pending-note"))
+        resources["nbgrader"]["pending_manual"] = [name for name, _ in self._pending]
+        return nb, resources
+
+    def _get_score(self, cell, resources) -> None:
+        super()._get_score(cell, resources)
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"],
+                                          self.notebook_id, self.assignment_id,
+                                          self.student_id)
+        if grade.needs_manual_grade:
+            self._pending.append((grade.name, float(grade.max_score)))
+            if not cell.metadata.nbgrader.get("comment"):
+                cell.metadata.nbgrader["comment"] = ("*Not graded yet: your instructor "
+                                                     "grades this answer by hand.*")
 
 
 def _redact_text(text: str, secrets: set[str]) -> str:

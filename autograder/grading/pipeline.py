@@ -61,12 +61,13 @@ class Options:
     notebook_timeout: float | None = None
     memory_mb: int | None = None
     db: str | None = None
-    out: Path = Path("graded")
+    out: Path | None = None  # default: <course>/graded/<lesson>
     course: Path | None = None
     pattern: str | None = None
     isolation: str | None = None
     regrade: bool = False
     progress: bool = True
+    due: str | None = None  # the lesson's due date (nbgrader's duedate; naive means UTC)
 
 
 @dataclass
@@ -78,6 +79,10 @@ class Outcome:
     score: float | None = None
     max_score: float | None = None
     tests: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # written answers awaiting a grade
+    manual_max: float = 0.0
+    timestamp: str = ""
+    late: bool = False
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -87,24 +92,47 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _guess_lesson(submissions: Path) -> Lesson:
+def _lessons_in(submissions: Path, limit: int = 50) -> list[str]:
+    """The lessons the first ``limit`` readable notebooks say they are (metadata, else name)."""
     import zipfile
 
     import nbformat
 
-    names: list[tuple[str, bytes]] = []
     if submissions.is_file():
-        with zipfile.ZipFile(submissions) as zf:
-            names = [(n, zf.read(n)) for n in zf.namelist() if n.endswith(".ipynb")][:20]
+        try:
+            with zipfile.ZipFile(submissions) as zf:
+                names = [(n, zf.read(n)) for n in zf.namelist()
+                         if n.endswith(".ipynb")][:limit]
+        except zipfile.BadZipFile:
+            raise CourseError(f"{submissions}: not a zip file (nor a folder)") from None
     else:
-        names = [(str(p), p.read_bytes()) for p in sorted(submissions.rglob("*.ipynb"))[:20]]
+        names = [(str(p), p.read_bytes()) for p in sorted(submissions.rglob("*.ipynb"))
+                 if ".ipynb_checkpoints" not in p.parts][:limit]
+    found = []
     for name, data in names:
         try:
             nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-            return lesson_of_notebook(nb, Path(name).name)
+            found.append(lesson_of_notebook(nb, Path(name).name).name)
         except Exception:
             continue
-    raise CourseError("cannot tell which lesson these submissions are: pass --lesson NN")
+    return found
+
+
+def _guess_lesson(submissions: Path) -> Lesson:
+    found = _lessons_in(submissions, limit=20)
+    if not found:
+        raise CourseError("cannot tell which lesson these submissions are: pass --lesson NN")
+    return find_lesson(max(set(found), key=found.count))
+
+
+def _check_lesson(submissions: Path, lesson: Lesson) -> None:
+    """Refuse a --lesson that none of the notebooks is (before anything is written)."""
+    found = _lessons_in(submissions)
+    if found and lesson.name not in found:
+        other = max(set(found), key=found.count)
+        raise CourseError(f"these notebooks are lesson {other[:2]} ({other}), not "
+                          f"{lesson.name}: pass --lesson {other[:2]}, or leave --lesson out "
+                          "to read it from the notebooks")
 
 
 def _find_lesson(course: Path, key: str) -> Lesson:
@@ -243,9 +271,22 @@ class Run:
         if not submissions.exists():
             raise CourseError(f"{opts.submissions}: no such file or folder")
         self.submissions = submissions
+        self.due = None
+        if opts.due:
+            from nbgrader.utils import parse_utc
+
+            try:
+                self.due = parse_utc(opts.due).isoformat(sep=" ")
+            except (ValueError, OverflowError):
+                raise CourseError(f"--due {opts.due!r}: not a date (e.g. "
+                                  "'2026-03-01 23:59', read as UTC, or with a +01:00 offset)"
+                                  ) from None
+        if opts.lesson:
+            self.lesson = _find_lesson(self.course, opts.lesson)
+            _check_lesson(submissions, self.lesson)
+        else:
+            self.lesson = _guess_lesson(submissions)
         self.course.mkdir(parents=True, exist_ok=True)
-        self.lesson = _find_lesson(self.course, opts.lesson) if opts.lesson else \
-            _guess_lesson(submissions)
         self.config = nbgrader_config(self.course)
         if opts.db:
             self.config.CourseDirectory.db_url = normalize_url(opts.db)
@@ -256,7 +297,11 @@ class Run:
                             ("memory_mb", opts.memory_mb), ("isolation", opts.isolation)):
             if value is not None:
                 setattr(self.settings, name, value)
-        self.out = (opts.out if opts.out.is_absolute() else Path.cwd() / opts.out).resolve()
+        self.out = (opts.out.resolve() if opts.out is not None else
+                    self.course / "graded" / self.lesson.name)
+        # nbgrader's feedback folder (c.CourseDirectory.feedback_directory) is the one copy
+        # grade, `autograder feedback` and `nbgrader generate_feedback` all write
+        self.feedback = self.course / self.config.CourseDirectory.feedback_directory
         self.state = self.course / ".grading" / self.lesson.name
         self.results = self.state / "results"
         self.outcomes: dict[str, Outcome] = {}
@@ -285,6 +330,7 @@ class Run:
             try:
                 self.release = _ensure_assignment(self.course, self.lesson, self.config,
                                                   self.state)
+                self._set_due()
                 learners = self._collect()
                 self._await_workers()
                 self.journal = Journal(self.state / "journal.jsonl")
@@ -304,6 +350,17 @@ class Run:
         self._hand_back()
         return summary
 
+    def _set_due(self) -> None:
+        """--due: the lesson's due date in the gradebook, so nbgrader's late handling (the
+        submission's timestamp against it, c.LateSubmissionPlugin's penalty) applies."""
+        if not self.due:
+            return
+        from nbgrader.api import Gradebook
+        from nbgrader.utils import parse_utc
+
+        with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
+            gb.update_or_create_assignment(self.lesson.name, duedate=parse_utc(self.due))
+
     def _hand_back(self) -> None:
         """Run with sudo: give the files this run made back to the instructor."""
         uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
@@ -311,8 +368,8 @@ class Run:
             return
         uid, gid = int(uid), int(gid or uid)
         paths = [self.course / name for name in ("gradebook.db", "submitted", "autograded",
-                                                 "feedback", "downloaded", ".grading")]
-        paths.append(self.out)
+                                                 "downloaded", ".grading")]
+        paths += [self.feedback, self.out]
         for top in paths:
             if not top.exists():
                 continue
@@ -342,7 +399,8 @@ class Run:
             slot = scratch / f"w{i}"
             slot.mkdir()
             cfg = {"course": str(self.course), "lesson": self.lesson.name,
-                   "results": str(self.results), "out": str(self.out), "image": str(image),
+                   "results": str(self.results), "feedback_copy": self._feedback_copy(),
+                   "image": str(image),
                    "isolation": self.settings.isolation, "limits": limits,
                    "slot": str(slot), "uid": base + i, "db_url": self.db_url,
                    "nbgrader_config": self.config, "python": sys.executable,
@@ -400,11 +458,18 @@ class Run:
         execute, autograde, feedback = deque(), deque(), deque()
         with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
             complete = {s: self._in_gradebook(gb, s) for s in learners}
+        if self.opts.regrade:
+            self.journal.start_regrade(settings=self._settings())
+            for student in learners:
+                (self.results / f"{student}.json").unlink(missing_ok=True)
+        elif self.journal.regrade is not None:
+            left = sum(not self.journal.has(s, self.shas[s], "graded") for s in learners)
+            self.echo(f"note: finishing an interrupted --regrade: {left} of {len(learners)} "
+                      "learners still to regrade (the others keep their new results)",
+                      file=sys.stderr)
+            self._settings_changed(self.journal.regrade.get("settings"))
         for student in sorted(learners):
             sha = self.shas[student]
-            if self.opts.regrade:
-                self.journal.forget(student)
-                (self.results / f"{student}.json").unlink(missing_ok=True)
             graded = self.journal.has(student, sha, "graded") and complete[student]
             if graded and self.journal.has(student, sha, "feedback") and \
                     self._feedback_exists(student):
@@ -435,6 +500,19 @@ class Run:
                     bar.set_postfix_str(f"{failed} failed")
         finally:
             bar.close()
+        self.journal.finish_regrade()
+
+    def _settings(self) -> dict:
+        return {name: getattr(self.settings, name) for name in
+                ("cell_timeout", "notebook_timeout", "memory_mb", "processes", "output_mb")}
+
+    def _settings_changed(self, before: dict | None) -> None:
+        changed = [f"{k} {before[k]:g} -> {v:g}" for k, v in self._settings().items()
+                   if before and k in before and before[k] != v]
+        if changed:
+            self.echo("note: the interrupted --regrade ran with other limits ("
+                      + ", ".join(changed) + "); learners graded from now on get the new "
+                      "ones: run with --regrade to grade everyone alike", file=sys.stderr)
 
     def _feed_workers(self) -> None:
         execute, _, feedback = self.queues
@@ -520,9 +598,17 @@ class Run:
     def _cached(self, student: str) -> bool:
         return (self.results / f"{student}.json").exists()
 
+    def _feedback_copy(self) -> str | None:
+        """Where --out wants a copy of the feedback, if not nbgrader's own folder."""
+        if self.opts.out is None or (self.out / "feedback").resolve() == self.feedback.resolve():
+            return None
+        return str(self.out / "feedback")
+
     def _feedback_exists(self, student: str) -> bool:
-        folder = self.out / "feedback" / student / self.lesson.name
-        return (folder / f"{self.lesson.name}.html").exists()
+        name = f"{self.lesson.name}.html"
+        copy = self._feedback_copy()
+        return all((Path(base) / student / self.lesson.name / name).exists()
+                   for base in [self.feedback, *([copy] if copy else [])])
 
     def _in_gradebook(self, gb, student: str) -> bool:
         """Does the gradebook hold a complete autograde of this learner?"""
@@ -560,6 +646,7 @@ class Run:
             SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
             SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
         config.Autograde.create_student = True
+        config.Autograde.pre_convert_hook = None  # the lesson is registered already
         coursedir = CourseDirectory(config=config)
         coursedir.assignment_id = self.lesson.name
         converter = Autograde(coursedir=coursedir, config=config)
@@ -618,17 +705,12 @@ class Run:
     # -- results
     def _export(self) -> None:
         from nbgrader.api import Gradebook
-        from nbgrader.plugins import CsvExportPlugin
 
-        target = self.out / "grades.csv"
-        tmp = self.out / ".grades.csv.tmp"
-        plugin = CsvExportPlugin(config=self.config)
-        plugin.to = str(tmp)
+        export_grades(self.config, self.lesson, sorted(self.outcomes), self.out / "grades.csv")
         with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
-            plugin.export(gb)
             for student, outcome in self.outcomes.items():
                 self._scores(gb, student, outcome)
-        os.replace(tmp, target)
+        (self.state / "out").write_text(str(self.out))  # where `feedback` refreshes it
 
     def _scores(self, gb, student: str, outcome: Outcome) -> None:
         from nbgrader.api import MissingEntry
@@ -638,9 +720,18 @@ class Run:
         except MissingEntry:
             return
         auto = [g for g in sub.grades if g.cell.cell_type == "code"]
+        manual = [g for g in sub.grades if g.cell.cell_type != "code"]
         outcome.tests = {g.name: (g.auto_score, float(g.max_score)) for g in auto}
         outcome.score = float(sum(g.auto_score or 0 for g in auto))
         outcome.max_score = float(sum(g.max_score for g in auto))
+        outcome.manual_max = float(sum(g.max_score for g in manual))
+        outcome.pending = [g.name for g in manual if g.needs_manual_grade]
+        submission = sub.assignment  # the SubmittedAssignment
+        outcome.timestamp = submission.timestamp.isoformat(sep=" ") if \
+            submission.timestamp else ""
+        outcome.late = bool(submission.duedate and submission.timestamp and
+                            submission.timestamp > submission.duedate) or \
+            "marked late by the LMS" in outcome.learner.notes
         path = self.results / f"{student}.json"
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -653,6 +744,68 @@ class Run:
         from .report import write_report
 
         return write_report(self, self.echo)
+
+
+def export_grades(config, lesson: Lesson, students: list[str], target: Path) -> None:
+    """nbgrader's CSV export of this lesson for these learners, one row each, sorted by
+    learner id (nbgrader lists them in gradebook order)."""
+    import csv
+
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    plugin = CsvExportPlugin(config=config)
+    plugin.to, plugin.assignment, plugin.student = str(tmp), [lesson.name], list(students)
+    with Gradebook(config.CourseDirectory.db_url, config.CourseDirectory.course_id) as gb:
+        plugin.export(gb)
+    with open(tmp, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, sorted(reader, key=lambda r: r["student_id"])
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, target)
+
+
+def refresh_feedback(key: str, course: Path | None = None, db: str | None = None,
+                     echo=print) -> None:
+    """``python -m autograder feedback``: after manual grading, every learner's feedback
+    rendered again from the gradebook and the lesson's grades.csv exported again."""
+    from nbgrader.api import Gradebook
+
+    course = (course or ROOT).resolve()
+    lesson = _find_lesson(course, key)
+    config = nbgrader_config(course)
+    if db:
+        config.CourseDirectory.db_url = normalize_url(db)
+    check_connection(config.CourseDirectory.db_url)
+    with Gradebook(config.CourseDirectory.db_url, config.CourseDirectory.course_id) as gb:
+        try:
+            students = sorted(s.student.id for s in gb.assignment_submissions(lesson.name))
+        except Exception:  # noqa: BLE001  (nbgrader raises MissingEntry or KeyError)
+            students = []
+    if not students:
+        raise CourseError(f"the gradebook has no graded submission of {lesson.name}: run "
+                          "`python -m autograder grade` first")
+    run_nbgrader("generate_feedback", config, assignment_id=lesson.name, force=True)
+    feedback = course / config.CourseDirectory.feedback_directory
+    state = course / ".grading" / lesson.name
+    out = Path((state / "out").read_text()) if (state / "out").exists() else \
+        course / "graded" / lesson.name
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / "feedback"
+    if copy.resolve() != feedback.resolve() and copy.is_dir():
+        for student in students:
+            src = feedback / student / lesson.name
+            for html in src.glob("*.html"):
+                (copy / student / lesson.name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(html, copy / student / lesson.name / html.name)
+    export_grades(config, lesson, students, out / "grades.csv")
+    echo(f"Feedback refreshed for {len(students)} learners of {lesson.name}: "
+         f"{feedback}/<learner>/{lesson.name}/{lesson.name}.html\n"
+         f"Grades (manual points included): {out / 'grades.csv'}")
 
 
 class _Capture(logging.Handler):

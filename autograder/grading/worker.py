@@ -143,9 +143,10 @@ class Worker:
         converter = GenerateFeedback(coursedir=coursedir, config=self.config)
         converter.force = True
         converter.start()
-        src = self.course / "feedback" / student / self.lesson
-        out = Path(self.cfg["out"]) / "feedback" / student / self.lesson
-        if src.resolve() != out.resolve():
+        src = Path(coursedir.format_path(coursedir.feedback_directory, student, self.lesson))
+        copy = self.cfg.get("feedback_copy")
+        if copy:
+            out = Path(copy) / student / self.lesson
             out.mkdir(parents=True, exist_ok=True)
             for html in src.glob("*.html"):
                 tmp = out / f".{html.name}.tmp"
