@@ -1,7 +1,7 @@
 """BENCHMARKS.md, put together from the sections each benchmark writes under benchmarks/.
 
 Every benchmark script writes its own section (benchmarks/LESSONS.md, CHECK.md,
-ATTENTION_MEMORY.md, GRADING.md, each naming the command that produced it) and then calls
+ATTENTION_MEMORY.md, GRADING.md, HUB_LOAD.md, each naming the command that produced it) and then calls
 ``compose()``, so re-running one benchmark never loses the others' results.
 
     .venv/bin/python benchmarks/report.py     # rebuild BENCHMARKS.md from the sections
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("LESSONS.md", "CHECK.md", "ATTENTION_MEMORY.md", "GRADING.md")
+SECTIONS = ("LESSONS.md", "CHECK.md", "ATTENTION_MEMORY.md", "GRADING.md", "HUB_LOAD.md")
 
 
 def _demote(text: str) -> str:
