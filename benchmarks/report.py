@@ -1,8 +1,8 @@
 """BENCHMARKS.md, put together from the sections each benchmark writes under benchmarks/.
 
 Every benchmark script writes its own section (benchmarks/LESSONS.md, CHECK.md,
-ATTENTION_MEMORY.md, GRADING.md, HUB_LOAD.md, each naming the command that produced it) and then calls
-``compose()``, so re-running one benchmark never loses the others' results.
+ATTENTION_MEMORY.md, GRADING.md, HUB_LOAD.md, each naming the command that produced it) and
+then calls ``compose()``, so re-running one benchmark never loses the others' results.
 
     .venv/bin/python benchmarks/report.py     # rebuild BENCHMARKS.md from the sections
 """
