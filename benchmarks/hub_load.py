@@ -59,7 +59,7 @@ def peak_bytes(name: str) -> int | None:
 def run_class(n: int) -> dict:
     roster = {"hl-teach": "instructor", **{f"hl-l{i:02d}": "learner" for i in range(n)}}
     learners = [u for u, r in roster.items() if r == "learner"]
-    hub = ClassHub(roster)
+    hub = ClassHub(roster, mem_limit="2G")  # make hub's default
     try:
         hub.make_accounts()
         hub.start()
@@ -132,7 +132,8 @@ def write_section(results: list[dict], command: str) -> Path:
         "shared with other work while it ran (numbers are upper bounds for an idle machine). "
         "N learners start their servers through the hub's REST API at once, then run "
         f"lesson 01's self-check (`python -m autograder check`) at the same moment. "
-        "Peak memory is each learner's memory cgroup high-water mark (server + self-check).",
+        "Peak memory is each learner's memory cgroup high-water mark (server + self-check), "
+        "under `make hub`'s default cap of 2 GiB each.",
         "",
         "| learners | server start p50 / max (s) | self-check p50 / p95 (s) | checks ok | "
         "peak per learner p50 / max (MiB) | peak, whole class (MiB) |",

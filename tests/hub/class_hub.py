@@ -80,8 +80,8 @@ def kill_uid(uid: int) -> None:
 class ClassHub:
     """One course's hub in a scratch folder, with the members of ``roster`` (name -> role)."""
 
-    def __init__(self, roster: dict[str, str]):
-        self.roster = roster
+    def __init__(self, roster: dict[str, str], mem_limit: str = "1G"):
+        self.roster, self.mem_limit = roster, mem_limit
         self.dir = Path(tempfile.mkdtemp(prefix="attnlab-hub-", dir="/tmp"))
         os.chmod(self.dir, 0o755)  # the class's users must reach the course and exchange
         self.hub_dir = self.dir / "hub"
@@ -137,7 +137,7 @@ class ClassHub:
             "'list:users', 'read:users']})\n")
         env = {**os.environ, "ATTNLAB_HUB_DIR": str(self.hub_dir),
                "ATTNLAB_HUB_PORT": str(self.port), "ATTNLAB_HUB_API_PORT": str(self.api_port),
-               "ATTNLAB_PROXY_API_PORT": str(self.proxy_port), "ATTNLAB_MEM_LIMIT": "1G",
+               "ATTNLAB_PROXY_API_PORT": str(self.proxy_port), "ATTNLAB_MEM_LIMIT": self.mem_limit,
                "ATTNLAB_CHP": str(CHP)}
         self.log = open(self.dir / "hub.log", "a")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen(
