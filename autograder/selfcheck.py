@@ -42,7 +42,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .course import Lesson, lesson_of_notebook, read_notebook
+from .course import CourseError, Lesson, lesson_of_notebook, read_notebook
 
 STUDENT = "self"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -266,7 +266,14 @@ def _grade_fast(nb, lesson: Lesson, cache: Path, km, tmp: Path) -> Report:
     configured = config.get("Autograde", {}).get("sanitize_preprocessors")
     for cls in configured or Autograde.class_traits()["sanitize_preprocessors"].default():
         nb, resources = cls(config=config)(nb, resources)
-    nb, resources = Execute(config=config).preprocess(nb, resources, km=km)  # our kernel
+    execute = Execute(config=config)
+    execute.startup_timeout += execute.timeout or 0  # it imports torch & co. before answering
+    try:
+        nb, resources = execute.preprocess(nb, resources, km=km)  # in our kernel
+    except Exception as exc:  # the kernel died or would not start: as autograde reports it
+        raise CourseError(f"the notebook could not be run: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+                          ) from None
     for cls in (IgnorePattern, ClearMetadataPreprocessor, LimitOutput):  # autograde's order
         nb, resources = cls(config=config)(nb, resources)
     return _report(lesson, nb, answers)
