@@ -125,7 +125,7 @@ def _lms_late(course: Path, lesson: str) -> set[str]:
             continue
         if data.get("lesson") == lesson:
             return {s for s, r in data.get("learner_results", {}).items()
-                    if any("late" in n for n in r.get("notes", []))}
+                    if "marked late by the LMS" in r.get("notes", [])}
     return set()
 
 

@@ -140,6 +140,21 @@ def test_moodle_gradebook_layout(tmp_path):
                       "ann@example.org": "3", "bo@example.org": "-"}
 
 
+def test_moodle_gradebook_keyed_through_the_worksheet(tmp_path):
+    """Does Moodle's own worksheet, as roster, pair each participant with its address?"""
+    course = _course(tmp_path)
+    roster = tmp_path / "worksheet.csv"
+    roster.write_text("Identifier,Full name,Email address,Status,Grade\n"
+                      "Participant 12345,John Doe,jd@uni.example,,\n"
+                      "Participant 23456,Jane Smith,js@uni.example,,\n"
+                      "Participant 34567,Ann Lee,al@uni.example,,\n"
+                      "Participant 45678,Bo Kim,bk@uni.example,,\n")
+    rows = _read(export("moodle", [LESSON], course=course, to=tmp_path / "m.csv",
+                        roster=roster, echo=lambda *_: None))
+    assert {r[0]: r[3] for r in rows[1:]} == {"jd@uni.example": "8", "js@uni.example": "5.5",
+                                              "al@uni.example": "3", "bk@uni.example": "-"}
+
+
 def test_moodle_worksheet_layout(tmp_path):
     """Is it the assignment's grading worksheet: Participant N, Grade, Last modified?"""
     course = _course(tmp_path)
