@@ -173,9 +173,10 @@ def main() -> int:
               f"{statistics.median(r['check']):.1f} s p95 {percentile(r['check'], 0.95):.1f} s, "
               f"{r['ok']}/{n} ok", flush=True)
         results.append(r)
-    command = "sudo .venv/bin/python benchmarks/hub_load.py --sizes " + \
-        " ".join(map(str, args.sizes))
-    print(f"wrote {write_section(results, command)} and {compose()}")
+        # written after each size: a run stopped part-way keeps what it measured
+        command = "sudo .venv/bin/python benchmarks/hub_load.py --sizes " + \
+            " ".join(str(x["n"]) for x in results)
+        print(f"wrote {write_section(results, command)} and {compose()}")
     return 0
 
 

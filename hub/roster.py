@@ -154,7 +154,7 @@ def _set_password(m: Member, hub_dir: Path) -> None:
     new = not passwords.exists()
     fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")
         if new:
             writer.writerow(["username", "role", "full name", "initial password"])
         writer.writerow([m.username, m.role, m.full_name, password])
