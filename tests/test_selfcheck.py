@@ -51,8 +51,12 @@ def with_mistakes(lesson: Lesson):
     return nb
 
 
-def _same_report(fast, reference) -> None:
-    assert fast.to_json() == reference.to_json()
+@pytest.fixture(scope="module", autouse=True)
+def module_cache(tmp_path_factory):
+    """One cache for this module's checks (never the user's own)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATTNLAB_CACHE", str(tmp_path_factory.mktemp("check-cache")))
+        yield
 
 
 @pytest.mark.notebook
@@ -68,7 +72,7 @@ def test_fast_path_grades_as_nbgrader_autograde(lesson, which, tmp_path):
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     fast = grade_notebook(path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
-    _same_report(fast, grade_notebook(path, reference=True))
+    assert fast.to_json() == grade_notebook(path, reference=True).to_json()
     auto = [t for t in fast.tests if t.kind == "auto"]
     if which == "solution":
         assert fast.score == fast.max_score > 0 and not fast.unanswered
