@@ -142,12 +142,14 @@ def kv_cache_explorer(kv_cache_bytes: Callable[..., int], n_layers: int = 32,
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    length = widgets.IntSlider(value=4096, min=256, max=131072, step=256,
-                               description="context")
-    heads = widgets.Dropdown(options=[8, 16, 32, 64], value=32, description="query heads")
-    kv = widgets.Dropdown(description="kv heads")
+    wide = {"description_width": "initial"}
+    length = widgets.SelectionSlider(options=[2 ** k for k in range(8, 18)], value=4096,
+                                     description="context (tokens)", style=wide)
+    heads = widgets.Dropdown(options=[8, 16, 32, 64], value=32, description="query heads",
+                             style=wide)
+    kv = widgets.Dropdown(description="kv heads", style=wide)
     dtype = widgets.Dropdown(options=list(DTYPES), value="bfloat16 / float16 (2 bytes)",
-                             description="dtype")
+                             description="dtype", style=wide)
     out = widgets.Output()
 
     def kv_options(change=None) -> None:
