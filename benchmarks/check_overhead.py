@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,24 +47,37 @@ from autograder.course import find_lesson, lessons  # noqa: E402
 CHECK = [sys.executable, "-m", "autograder", "check"]
 
 
-def plain_run(path: Path) -> float:
-    """Seconds to run every cell of the notebook in an already started kernel."""
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plain_run(path: Path) -> tuple[float, float]:
+    """Seconds (wall, CPU) to run every cell of the notebook in an already started kernel."""
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         client = NotebookClient(nb, timeout=600, allow_errors=True,
                                 extra_arguments=["--IPKernelApp.log_level=ERROR"])
         client.reset_execution_trackers()
         with client.setup_kernel(cwd=tmp, env={**os.environ, "ATTNLAB_GRADING": "1"}):
-            start = time.perf_counter()  # the kernel has answered: it is warm
+            pid = client.km.provisioner.process.pid
+            cpu, start = _cpu(pid), time.perf_counter()  # the kernel has answered: warm
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
-            return time.perf_counter() - start
+            return time.perf_counter() - start, _cpu(pid) - cpu
 
 
-def check_once(paths: list[Path], cache: Path, *flags: str) -> float:
-    """Seconds until `check` has finished on every path (all started together)."""
+def check_once(paths: list[Path], cache: Path, *flags: str) -> tuple[float, float]:
+    """Seconds (wall, CPU of every process) until `check` has finished on every path (all
+    started together)."""
     env = {**os.environ, "ATTNLAB_CACHE": str(cache)}
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     procs = [subprocess.Popen([*CHECK, str(p), "--json", *flags], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for p in paths]
@@ -71,11 +85,15 @@ def check_once(paths: list[Path], cache: Path, *flags: str) -> float:
         _, err = proc.communicate()
         if proc.returncode != 0:
             raise SystemExit(f"check failed: {err.decode()[-500:]}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
-def measure(path: Path, repeat: int) -> dict[str, float]:
-    plain = statistics.median(plain_run(path) for _ in range(repeat))
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def measure(path: Path, repeat: int) -> dict[str, tuple[float, float]]:
+    plain = _median([plain_run(path) for _ in range(repeat)])
     cold, warm = [], []
     for _ in range(repeat):
         cache = Path(tempfile.mkdtemp(prefix="attnlab-bench-cache-"))
@@ -85,10 +103,8 @@ def measure(path: Path, repeat: int) -> dict[str, float]:
         finally:
             shutil.rmtree(cache, ignore_errors=True)
     with tempfile.TemporaryDirectory() as cache:
-        before = statistics.median(check_once([path], Path(cache), "--nbgrader")
-                                   for _ in range(repeat))
-    return {"plain": plain, "cold": statistics.median(cold), "warm": statistics.median(warm),
-            "before": before}
+        before = _median([check_once([path], Path(cache), "--nbgrader") for _ in range(repeat)])
+    return {"plain": plain, "cold": _median(cold), "warm": _median(warm), "before": before}
 
 
 def two_at_once(path: Path, repeat: int) -> tuple[float, float]:
@@ -99,8 +115,8 @@ def two_at_once(path: Path, repeat: int) -> tuple[float, float]:
             shutil.copyfile(path, copy)
         cache = Path(tmp) / "cache"
         check_once(copies[:1], cache)  # fill the cache
-        one = statistics.median(check_once(copies[:1], cache) for _ in range(repeat))
-        two = statistics.median(check_once(copies, cache) for _ in range(repeat))
+        one = statistics.median(check_once(copies[:1], cache)[0] for _ in range(repeat))
+        two = statistics.median(check_once(copies, cache)[0] for _ in range(repeat))
     return one, two
 
 
@@ -114,24 +130,35 @@ def main() -> int:
     args = parser.parse_args()
     chosen = [find_lesson(k) for k in args.lessons] or lessons()
     load_start = os.getloadavg()[0]
-    rows = []
+    rows: list[str] = []
+    pairs: list[str] = []
     worst = {"cold": 0.0, "warm": 0.0}
-    for lesson in chosen:
-        for kind, path in (("solution", lesson.source), ("untouched", lesson.release)):
-            m = measure(path, args.repeat)
-            for key in worst:
-                worst[key] = max(worst[key], m[key] - m["plain"])
-            rows.append(f"| {lesson.name} | {kind} | {m['plain']:.1f} | {m['cold']:.1f} | "
-                        f"{m['cold'] - m['plain']:+.1f} | {m['warm']:.1f} | "
-                        f"{m['warm'] - m['plain']:+.1f} | {m['before']:.1f} | "
-                        f"{m['before'] - m['plain']:+.1f} |")
-            print(rows[-1], flush=True)
-    pairs = []
-    for key in args.pair:
+    for key in args.pair:  # first: the row a lab session cares most about
         lesson = find_lesson(key)
         one, two = two_at_once(lesson.source, args.repeat)
         pairs.append(f"| {lesson.name} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
         print(pairs[-1], flush=True)
+    for i, lesson in enumerate(chosen):
+        for kind, path in (("solution", lesson.source), ("untouched", lesson.release)):
+            m = measure(path, args.repeat)
+            plain = m["plain"][0]
+            for key in worst:
+                worst[key] = max(worst[key], m[key][0] - plain)
+            cells = " | ".join(f"{m[k][0]:.1f} ({m[k][0] - plain:+.1f})"
+                               for k in ("cold", "warm", "before"))
+            rows.append(f"| {lesson.name} | {kind} | {plain:.1f} | {cells} | "
+                        f"{m['plain'][1]:.1f} / {m['warm'][1]:.1f} |")
+            print(rows[-1], flush=True)
+        unmeasured = [les.name for les in chosen[i + 1:]]
+        write_section(args, rows, pairs, worst, load_start, unmeasured)
+    from report import compose  # benchmarks/report.py, beside this script
+
+    print(f"wrote {args.out} and {compose()}")
+    return 0
+
+
+def write_section(args, rows, pairs, worst, load_start, unmeasured) -> None:
+    """The section as measured so far (rewritten after each lesson)."""
     command = "`.venv/bin/python benchmarks/check_overhead.py" + \
         (" " + " ".join(args.lessons) if args.lessons else "") + f" --repeat {args.repeat}`"
     load_end = os.getloadavg()[0]
@@ -139,7 +166,7 @@ def main() -> int:
 
 Measured by {command} ({time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} \
 CPUs, Python {platform.python_version()}; load average {load_start:.1f} when it started and \
-{load_end:.1f} when it finished: other programs shared the machine, so single figures move \
+{load_end:.1f} when this was written: other programs shared the machine, so single figures move \
 by tens of percent). Median of {args.repeat} runs, wall clock, seconds.
 
 - **plain run**: the notebook top to bottom in a warm kernel (already started; its own
@@ -150,11 +177,14 @@ by tens of percent). Median of {args.repeat} runs, wall clock, seconds.
   lesson's first).
 - **nbgrader path**: `check --nbgrader`, nbgrader's full `generate_assignment` +
   `autograde` in a scratch course, which is what `check` did before.
-- **overhead** = check minus plain run. Largest here: {worst['cold']:+.1f} s cold, \
-{worst['warm']:+.1f} s warm.
+- **overhead** (in brackets) = check minus plain run. Largest here: {worst['cold']:+.1f} s \
+cold, {worst['warm']:+.1f} s warm.
+- **CPU**: CPU seconds (user + system) of the plain run's kernel, and of every process of
+  the warm check (its own, its kernel's start-up and run): less sensitive to the machine's
+  load than wall time; the difference is the work two checks at once compete for.
 
-| lesson | notebook | plain | check cold | overhead | check warm | overhead | nbgrader | overhead |
-|---|---|---:|---:|---:|---:|---:|---:|---:|
+| lesson | notebook | plain run | check cold | check warm | nbgrader path | CPU plain / warm |
+|---|---|---:|---:|---:|---:|---:|
 """ + "\n".join(rows) + """
 
 Two learners at once: the warm check of a copy of the solution notebook alone, then of
@@ -162,12 +192,10 @@ two copies started together (wall time until both are done).
 
 | lesson | one check | two at once | ratio |
 |---|---:|---:|---:|
-""" + "\n".join(pairs) + "\n"
+""" + "\n".join(pairs) + "\n" + (
+        f"\nNot measured yet when this was written: {', '.join(unmeasured)}.\n"
+        if unmeasured else "")
     Path(args.out).write_text(text, encoding="utf-8")
-    from report import compose  # benchmarks/report.py, beside this script
-
-    print(f"wrote {args.out} and {compose()}")
-    return 0
 
 
 if __name__ == "__main__":
