@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -86,11 +87,14 @@ def run_class(n: int) -> dict:
             procs = _procs_file(name)
             barrier.wait()
             t0 = time.monotonic()
-            done = subprocess.run(
-                ["sh", "-c", f'echo $$ > {procs}; exec "$@"', "sh",
-                 *_as_user_cmd(hub, name, "python", "-m", "autograder", "check", "--json",
-                               f"/home/{name}/{LESSON}/{LESSON}.ipynb")],
-                capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+            try:
+                done = subprocess.run(
+                    ["sh", "-c", f'echo $$ > {procs}; exec "$@"', "sh",
+                     *_as_user_cmd(hub, name, "python", "-m", "autograder", "check", "--json",
+                                   f"/home/{name}/{LESSON}/{LESSON}.ipynb")],
+                    capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+            except subprocess.TimeoutExpired:  # counted as failed, at the time it was given
+                return time.monotonic() - t0, False
             return time.monotonic() - t0, done.returncode == 0
 
         with ThreadPoolExecutor(n) as pool:
@@ -166,6 +170,8 @@ def main() -> int:
     except BaseException as exc:  # pytest's Skipped: say why and stop
         print(f"hub_load: {exc}", file=sys.stderr)
         return 2
+    # a stopped run still removes its accounts and servers (run_class's finally)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     for n in args.sizes:
         r = run_class(n)

@@ -123,9 +123,12 @@ def test_fetch_again_after_deleting_the_copy(hub):
 
 
 def test_submit_twice_keeps_both(hub):
-    """Ada hands in the solution; Bo hands in twice: both of his submissions stay in the
-    exchange (the collected one is the latest, checked at grading)."""
+    """Ada validates and hands in the solution; Bo hands in twice: both of his submissions
+    stay in the exchange (the collected one is the latest, checked at grading)."""
     hub.as_user(BO, "nbgrader", "fetch_assignment", LESSON)
+    hub.put_file(ADA, lesson_path(ADA), nbformat.writes(notebook(HONEST[FINAL[ADA]][0])))
+    validated = hub.as_user(ADA, "nbgrader", "validate", str(lesson_path(ADA)))
+    assert "Success! Your notebook passes all the tests." in validated.stdout, validated.stdout
     hand_in(hub, ADA, FINAL[ADA])
     hand_in(hub, BO, "softmax_last_axis")
     hand_in(hub, BO, FINAL[BO])
