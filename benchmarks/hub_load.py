@@ -101,7 +101,8 @@ def run_class(n: int) -> dict:
             checks = list(pool.map(check, learners))
         peaks = [peak_bytes(u) for u in learners]
         return {"n": n, "start": starts, "check": [c[0] for c in checks],
-                "ok": sum(c[1] for c in checks), "peaks": [p for p in peaks if p]}
+                "ok": sum(c[1] for c in checks), "peaks": [p for p in peaks if p],
+                "load": os.getloadavg()[0]}
     finally:
         hub.cleanup()
 
@@ -140,8 +141,8 @@ def write_section(results: list[dict], command: str) -> Path:
         "under `make hub`'s default cap of 2 GiB each.",
         "",
         "| learners | server start p50 / max (s) | self-check p50 / p95 (s) | checks ok | "
-        "peak per learner p50 / max (MiB) | peak, whole class (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "peak per learner p50 / max (MiB) | peak, whole class (MiB) | load after |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         peaks = r["peaks"]
@@ -150,12 +151,13 @@ def write_section(results: list[dict], command: str) -> Path:
         lines.append(
             f"| {r['n']} | {statistics.median(r['start']):.1f} / {max(r['start']):.1f} | "
             f"{statistics.median(r['check']):.1f} / {percentile(r['check'], 0.95):.1f} | "
-            f"{r['ok']}/{r['n']} | {peak[0]} | {peak[1]} |")
+            f"{r['ok']}/{r['n']} | {peak[0]} | {peak[1]} | {r['load']:.1f} |")
     within = [r["n"] for r in results if percentile(r["check"], 0.95) <= P95_BUDGET_S]
     lines += ["", "Largest N measured with self-check p95 within 60 s: "
               + (f"**{max(within)}**" if within else "none of those measured") + ". "
               "The whole-class peak sums each learner's own high-water mark (an upper bound: "
-              "they need not peak together)."]
+              "they need not peak together). *Load after*: the machine's 1-minute load "
+              "average when the self-checks ended (everything running on it, not only the class)."]
     out = ROOT / "benchmarks" / "HUB_LOAD.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
