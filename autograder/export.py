@@ -129,6 +129,16 @@ def _lms_late(course: Path, lesson: str) -> set[str]:
     return set()
 
 
+def require_gradebook(db_url: str) -> None:
+    """Stop in one line when there is no gradebook to read (never create an empty one)."""
+    from .grading.db import check_connection
+
+    if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).is_file():
+        raise CourseError(f"no gradebook at {db_url[len('sqlite:///'):]}: grade a lesson "
+                          "first, or pass --course or --db")
+    check_connection(db_url)
+
+
 def read_gradebook(db_url: str, course_id: str, lessons: list[str] | None,
                    course: Path) -> tuple[list[str], dict[str, float], dict[str, Learner]]:
     """(lessons, their maximum scores, learners by student id) from the gradebook."""
@@ -336,6 +346,7 @@ def export(fmt: str, lessons: list[str] | None = None, db_url: str | None = None
     course = (course or ROOT).resolve()
     config = nbgrader_config(course)
     db_url = db_url or config.CourseDirectory.db_url
+    require_gradebook(db_url)
     lessons, maxima, graded = read_gradebook(db_url, config.CourseDirectory.course_id,
                                              lessons, course)
     if fmt == "moodle-worksheet" and len(lessons) != 1:

@@ -473,6 +473,9 @@ def write_insight(lesson: str | Lesson, db_url: str | None = None,
     course = (course or ROOT).resolve()
     lesson = lesson if isinstance(lesson, Lesson) else course_lesson(course, lesson)
     db_url = db_url or nbgrader_config(course).CourseDirectory.db_url
+    from .export import require_gradebook
+
+    require_gradebook(db_url)
     out = (out or course / "graded" / lesson.name).resolve()
     data = gather(lesson, db_url, course, out, below)
     out.mkdir(parents=True, exist_ok=True)

@@ -258,3 +258,10 @@ def test_moodle_zip_round_trip(tmp_path):
                                                        "Participant 222222": "6.5"}
     assert body["Participant 111111"]["Full name"] == "Jane Doe"
     assert body["Participant 222222"]["Maximum Grade"] == "8"
+
+
+def test_no_gradebook_is_one_line_and_creates_nothing(tmp_path):
+    """Is a course without a gradebook refused in one line, with no empty gradebook left?"""
+    with pytest.raises(CourseError, match="no gradebook at"):
+        export("csv", None, course=tmp_path, to=tmp_path / "g.csv", echo=lambda *_: None)
+    assert list(tmp_path.iterdir()) == []
