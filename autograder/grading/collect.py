@@ -41,7 +41,6 @@ class Learner:
     notes: list[str] = field(default_factory=list)
     blank: bool = False
     lms_name: str = ""  # the name the LMS put in the file name, as it wrote it
-    timestamp: str = ""  # when the LMS says it was handed in ("" if it does not say)
 
     @property
     def label(self) -> str:
@@ -118,12 +117,9 @@ def collect_zip(archive: Path, lesson: Lesson, course: Path, config,
         raise CourseError(f"nbgrader zip_collect could not collect {archive.name}") from None
     learners = {}
     for student, (first, last, late, lms_name) in sorted(names.items()):
-        folder = course / "submitted" / student / lesson.name
-        if not folder.is_dir():
+        if not (course / "submitted" / student / lesson.name).is_dir():
             continue
-        stamp = folder / "timestamp.txt"
-        learner = Learner(student, first, last, lms_name=lms_name,
-                          timestamp=stamp.read_text().strip() if stamp.exists() else "")
+        learner = Learner(student, first, last, lms_name=lms_name)
         if late:
             learner.notes.append("marked late by the LMS")
         learners[student] = learner
