@@ -130,15 +130,16 @@ def _as_user_cmd(hub: ClassHub, name: str, *args: str) -> list[str]:
 def write_section(results: list[dict], command: str) -> Path:
     mib = 1 << 20
     lines = [
-        "## A class on JupyterHub under load",
+        "# A class on JupyterHub under load",
         "",
         f"`{command}` on {platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // (1 << 30)} GiB, "
         "shared with other work while it ran (numbers are upper bounds for an idle machine). "
         "N learners start their servers through the hub's REST API at once, then run "
         f"lesson 01's self-check (`python -m autograder check`) at the same moment. "
-        "Peak memory is each learner's memory cgroup high-water mark (server + self-check), "
-        "under `make hub`'s default cap of 2 GiB each.",
+        "Peak memory is each learner's memory cgroup high-water mark (server + self-check; "
+        "it counts the page cache charged to them, such as the libraries read), under "
+        "`make hub`'s default cap of 2 GiB each.",
         "",
         "| learners | server start p50 / max (s) | self-check p50 / p95 (s) | checks ok | "
         "peak per learner p50 / max (MiB) | peak, whole class (MiB) | load after |",
