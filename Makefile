@@ -82,7 +82,7 @@ test-fast: setup
 	$(PY) -m pytest -n 2 -m "not notebook and not browser"
 
 lint: setup
-	$(BIN)/ruff check autograder attnlab tests benchmarks
+	$(BIN)/ruff check autograder attnlab tests benchmarks hub
 
 # Refresh the README's explorer screenshots (assets/NN_x/explorer.png) in a real Chromium.
 screenshots: setup
