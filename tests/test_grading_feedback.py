@@ -30,10 +30,13 @@ pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-feedback")]
 # Lessons whose course-written cells still fail under grading, owned by the lessons'
 # engineers (see the reason); strict=False, so a fixed lesson simply passes.
 KNOWN = {
-    # "03_multi_head_attention": "lesson 03's demonstration cell uses the withheld "
-    #                            "attnlab.MultiHeadAttention (being rewritten)",
+    "06_transformer_block": "course cells In [2], [3], [4], [24], [25] use attnlab's "
+                            "EncoderLayer and LayerNorm (directly or through "
+                            "attnlab.explore.norms.toy_stack), withheld while lesson 06 is "
+                            "graded: ReferenceWithheld in every learner's feedback",
 }
 TRACEBACK = re.compile(r"(\w+)\s+Traceback \(most recent call last\)")
+SERVER_PATH = re.compile(r"/\S*(?:site|dist)-packages/|/\.grading/")  # relative ones are fine
 
 
 def _params():
@@ -76,8 +79,8 @@ def test_feedback_reads_well(one, tmp_path):
              for s in ("solution", "release")}
     for student, page in pages.items():
         text = _text(page)
-        assert str(course) not in text and "/.grading/" not in text, student
-        assert "site-packages" not in text and str(ROOT) not in text, student
+        assert str(course) not in text and str(ROOT) not in text, student
+        assert not SERVER_PATH.search(text), (student, SERVER_PATH.search(text))
         assert "<Figure size" not in text, f"{student}: a figure lost its image"
         # a diagnosis is rendered HTML (wraps), never inside a <pre> box
         for pre in re.findall(r"<pre>.*?</pre>", page, flags=re.S):
