@@ -113,3 +113,19 @@ def test_killed_runs_resume_without_double_grading(tmp_path):
     assert again.returncode == 0
     assert len(_journal(course)) == before  # nothing left to do: nothing redone
     assert len((course / "graded" / "grades.csv").read_text().splitlines()) == 9
+
+    # an interrupted --regrade, run again without the flag, is finished, not half kept
+    regrade = [*command, "--regrade", "--timeout", "60"]
+    start = len(_journal(course))
+    _kill_when(regrade, course, lambda entries: sum(
+        e["stage"] == "graded" for e in entries[start:]) >= 3)
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "finishing an interrupted --regrade" in resumed.stderr
+    assert "cell_timeout 60 -> 120" in resumed.stderr  # it says the limits differ
+    entries = _journal(course)
+    marker = max(i for i, e in enumerate(entries) if e["stage"] == "regrade")
+    after = entries[marker:]
+    for student in expected:  # everyone regraded once since the --regrade began
+        assert [e["stage"] for e in after if e["student"] == student].count("graded") == 1
+    assert after[-1]["stage"] == "regrade_done"

@@ -55,13 +55,15 @@ class Journal:
 
     def start_regrade(self, **settings) -> None:
         """Forget every finished step, here and for any later run that reads this file."""
-        self._write({"stage": "regrade", "time": round(time.time(), 3), **settings})
+        self._write({"student": "", "sha": "", "stage": "regrade",
+                     "time": round(time.time(), 3), **settings})
         self.done, self.counts = {}, {}
         self.regrade = {"stage": "regrade", **settings}
 
     def finish_regrade(self) -> None:
         if self.regrade is not None:
-            self._write({"stage": "regrade_done", "time": round(time.time(), 3)})
+            self._write({"student": "", "sha": "", "stage": "regrade_done",
+                         "time": round(time.time(), 3)})
             self.regrade = None
 
     def _write(self, entry: dict) -> None:

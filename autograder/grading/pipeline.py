@@ -458,10 +458,10 @@ class Run:
         execute, autograde, feedback = deque(), deque(), deque()
         with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
             complete = {s: self._in_gradebook(gb, s) for s in learners}
-        if self.opts.regrade:
-            self.journal.start_regrade(settings=self._settings())
+        if self.opts.regrade:  # old runs go first: a kill in between leaves no mix
             for student in learners:
                 (self.results / f"{student}.json").unlink(missing_ok=True)
+            self.journal.start_regrade(settings=self._settings())
         elif self.journal.regrade is not None:
             left = sum(not self.journal.has(s, self.shas[s], "graded") for s in learners)
             self.echo(f"note: finishing an interrupted --regrade: {left} of {len(learners)} "
