@@ -55,6 +55,8 @@ class ClassSpawner(LocalProcessSpawner):
             # kernels, nbgrader (and the alembic it calls) from the project's environment
             "PATH": venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin"),
         })
+        if self.role == "instructor":  # as make instructor: formgrader's MathJax served locally
+            env["JUPYTER_PATH"] = str(HUB.parent / "etc" / "jupyter" / "instructor" / "data")
         return env
 
     async def start(self):
