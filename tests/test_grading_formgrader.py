@@ -65,8 +65,8 @@ def test_formgrader_feedback_and_export_after_grade(tmp_path):
     assert refresh.returncode == 0, refresh.stderr[-2000:]
     html = page.read_text()
     assert "1.5 / 2.0" in html and "Still to be graded" not in html
-    ours = {r["student_id"]: r for r in csv.DictReader(
-        (course / "graded" / lesson.name / "grades.csv").open())}
+    ours = {r["student_id"]: r for r in csv.DictReader(  # where that grade run put it (--out)
+        (course / "graded" / "grades.csv").open())}
     assert float(ours["full"]["score"]) == auto_max + 1.5
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
