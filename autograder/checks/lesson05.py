@@ -847,8 +847,8 @@ def _m_pow2(H: int) -> str:
             f"Hugging Face) take the {closest} slopes of H' = {closest}, the largest power of "
             f"two below H ({_fractions(_geometric(closest, closest))}), then the first "
             f"H - H' = {H - closest} of the even-indexed slopes (0, 2, 4, ...) for 2H' = "
-            f"{2 * closest} ({_fractions(_slopes(H)[closest:])}): the extra heads fall "
-            "halfway between the others.")
+            f"{2 * closest} ({_fractions(_slopes(H)[closest:])}): on a log scale the extra heads "
+            "fall halfway between neighbouring slopes, the first between 1 and the steepest.")
 
 
 def _m_order(H: int) -> str:
@@ -862,8 +862,8 @@ def _m_extra(H: int, which: str) -> str:
     closest = _pow2_below(H)
     return (f"Its first {closest} slopes are right, but the extra heads take the {which} "
             f"slopes for 2H' = {2 * closest}. Take the even-indexed ones (0, 2, 4, ...: "
-            f"{_fractions(_slopes(H)[closest:])}), which fall halfway between the slopes you "
-            "already have.")
+            f"{_fractions(_slopes(H)[closest:])}): on a log scale they fall halfway between "
+            "neighbouring slopes, the first between 1 and the steepest.")
 
 
 def _alibi_mistakes(H: int, L: int) -> dict[str, np.ndarray]:
@@ -989,11 +989,12 @@ def _expect_alibi_slopes(slopes: np.ndarray, H: int, desc: str) -> None:
     if not np.allclose(extra, want, rtol=1e-4):
         fail(f"For H = {H} heads (not a power of two), heads {closest}..{H - 1} should take "
              f"the even-indexed slopes (0, 2, 4, ...) of {2 * closest} heads, "
-             f"{_few(want, 4)}, halfway between the first {closest}; yours are "
+             f"{_few(want, 4)} (on a log scale halfway between neighbouring slopes, the "
+             f"first between 1 and the steepest); yours are "
              f"{_few(extra, 4)} ({desc}). This is the rule of the ALiBi authors' code, "
              "BLOOM and Hugging Face.")
 
 
 register("alibi.properties", "alibi_bias: zero diagonal, symmetric, never positive, "
-         "geometric slopes starting at 2^(-8/H'), extra heads halfway between",
+         "geometric slopes starting at 2^(-8/H'), extra heads in between (log scale)",
          _record_alibi(ALIBI_PROP), _compare_alibi_properties)
