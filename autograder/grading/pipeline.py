@@ -347,8 +347,20 @@ class Run:
                 self.echo(f"note: {warning}")
             self._export()
             summary = self._summary()
+            self._insight()
         self._hand_back()
         return summary
+
+    def _insight(self) -> None:
+        """What the class got wrong: graded/NN_x/insight.html and .json (autograder.insight)."""
+        from ..insight import write_insight
+
+        try:
+            html, _ = write_insight(self.lesson, self.db_url, self.course, self.out)
+        except Exception as exc:  # noqa: BLE001  (the grades are written; the report is a bonus)
+            self.echo(f"note: the insight report was not written ({type(exc).__name__}: {exc})")
+        else:
+            self.echo(f"Insight:   {html}")
 
     def _set_due(self) -> None:
         """--due: the lesson's due date in the gradebook, so nbgrader's late handling (the
@@ -803,6 +815,9 @@ def refresh_feedback(key: str, course: Path | None = None, db: str | None = None
                 (copy / student / lesson.name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(html, copy / student / lesson.name / html.name)
     export_grades(config, lesson, students, out / "grades.csv")
+    from ..insight import write_insight
+
+    write_insight(lesson, config.CourseDirectory.db_url, course, out)  # manual points included
     echo(f"Feedback refreshed for {len(students)} learners of {lesson.name}: "
          f"{feedback}/<learner>/{lesson.name}/{lesson.name}.html\n"
          f"Grades (manual points included): {out / 'grades.csv'}")
