@@ -34,6 +34,9 @@ PRELOAD = (
     "scipy.special", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel",
     "ipykernel.zmqshell", "ipywidgets", "autograder.checks", "attnlab", "attnlab.plots",
     "attnlab.data",
+    # the checks' torch-function watcher imports torch._dynamo (~800 modules, sympy among
+    # them) at the first attention call: seconds a loaded machine would take from a cell
+    "torch._dynamo",
 )
 
 
