@@ -20,30 +20,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.course import ROOT, lessons
+from autograder.course import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
 from grading_fixtures import isolation_flags  # noqa: E402
 
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-feedback")]
 
-# Lessons whose course-written cells still fail under grading, owned by the lessons'
-# engineers (see the reason); strict=False, so a fixed lesson simply passes.
-KNOWN = {
-    "06_transformer_block": "course cells In [2], [3], [4], [24], [25] use attnlab's "
-                            "EncoderLayer and LayerNorm (directly or through "
-                            "attnlab.explore.norms.toy_stack), withheld while lesson 06 is "
-                            "graded: ReferenceWithheld in every learner's feedback",
-}
 TRACEBACK = re.compile(r"(\w+)\s+Traceback \(most recent call last\)")
 SERVER_PATH = re.compile(r"/\S*(?:site|dist)-packages/|/\.grading/")  # relative ones are fine
-
-
-def _params():
-    for lesson in lessons():
-        marks = [pytest.mark.xfail(reason=KNOWN[lesson.name], strict=False)] \
-            if lesson.name in KNOWN else []
-        yield pytest.param(lesson, id=lesson.name, marks=marks)
 
 
 def _text(page: str) -> str:
@@ -56,9 +41,7 @@ def _figures_expected(lesson) -> bool:
     return bool(re.search(r"\bplt\.|\bplots\.|matplotlib|\.plot\(|imshow", source))
 
 
-@pytest.mark.parametrize("one", list(_params()))
-def test_feedback_reads_well(one, tmp_path):
-    lesson = one
+def test_feedback_reads_well(lesson, tmp_path):  # conftest: one run per lesson
     course, folder = tmp_path / "course", tmp_path / "class"
     course.mkdir()
     shutil.copy(ROOT / "nbgrader_config.py", course)

@@ -10,24 +10,40 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograder.reference import EncoderLayer
+from autograder.reference import MultiHeadAttention
 
 PLACEMENTS = ("post-norm", "pre-norm", "no norm")
 MAX_DEPTH = 48
 B, L = 4, 8  # a small batch of short sequences is enough to see the trend
 
 
+class ToyLayer(nn.Module):
+    """The parts of an encoder layer, unwired: ``self_attn``, ``ff``, ``norm1``, ``norm2``.
+
+    Built from lesson 03's MultiHeadAttention and PyTorch's own modules, never from lesson
+    06's exercises, so the lesson's demonstrations run while those are being written (and
+    graded). ``layer_step`` wires the parts; ``ff`` is linear2(relu(linear1(x))).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
+        self.norm1 = nn.LayerNorm(d_model)  # eps 1e-5, weight 1, bias 0
+        self.norm2 = nn.LayerNorm(d_model)
+
+
 @lru_cache(maxsize=4)
 def toy_stack(depth: int = MAX_DEPTH, d_model: int = 32, n_heads: int = 4, d_ff: int = 64,
               seed: int = 0) -> nn.ModuleList:
-    """depth course EncoderLayers with nn.Linear's default init, drawn from a seeded generator.
+    """depth ToyLayers with nn.Linear's default init, drawn from a seeded generator.
 
     Each layer has ``self_attn``, ``ff``, ``norm1`` and ``norm2``; the functions below wire
     them with or without residuals and with the norms after, before, or nowhere.
     """
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # the default init draws from the global stream: restore it
-        stack = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff) for _ in range(depth))
+        stack = nn.ModuleList(ToyLayer(d_model, n_heads, d_ff) for _ in range(depth))
     with torch.no_grad():
         for module in stack.modules():
             if isinstance(module, nn.Linear):  # nn.Linear's default: U(-1/sqrt(fan_in), ...)
