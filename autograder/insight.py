@@ -29,8 +29,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from .course import ROOT, CourseError, Lesson, find_lesson, nbgrader_config
 
 NOBODY, EVERYBODY = 0.10, 0.90  # a test "almost nobody" / "almost everybody" passes
@@ -71,6 +69,8 @@ class Test:
 def lesson_tests(source: Path) -> tuple[list[Test], list[str]]:
     """The lesson's autograded tests in order, each with the exercise it follows, and the
     code exercises (answer cells), from the instructor's source notebook."""
+    import nbformat  # here, not at import: every CLI command registers this one
+
     nb = nbformat.read(source, as_version=4)
     tests, exercises, current = [], [], ""
     for cell in nb.cells:
@@ -160,6 +160,7 @@ def _progress(gb) -> dict:
 def gather(lesson: Lesson, db_url: str, course: Path, out: Path,
            below: float = 50.0) -> dict:
     """Everything the report shows, as plain data (what insight.json holds)."""
+    import nbformat
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.coursedir import CourseDirectory
 
