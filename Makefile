@@ -76,7 +76,9 @@ lessons-check: setup
 
 test: setup $(if $(filter 0,$(shell id -u)),system-deps hub-proxy)
 	$(PY) -m autograder build --check
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --ignore=tests/test_hub.py
+	@# the class on JupyterHub: one hub, its steps in order, in a process of its own
+	$(PY) -m pytest tests/test_hub.py
 
 test-fast: setup
 	$(PY) -m pytest -n 2 -m "not notebook and not browser"

@@ -1,6 +1,6 @@
 """A class hub under load: N learners log in, start their servers and self-check at once.
 
-For each N (default 5, 10, 20) a fresh class hub (tests/hub/class_hub.py: `make hub`'s
+For each N (default 5, 10, 20) a fresh class hub (tests/hubclass/class_hub.py: `make hub`'s
 configuration, real system users, loopback only) gets N learners. Each learner, through the
 hub's REST API, gets a token and starts their server (all at once); once every server is up,
 each runs the lesson's self-check (`python -m autograder check`, as themselves, inside their
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import compose  # noqa: E402
 from hub.spawner import cgroup_parent  # noqa: E402
 from tests.grading_fixtures.submissions import LESSON, notebook  # noqa: E402
-from tests.hub.class_hub import ClassHub, require_hub  # noqa: E402
+from tests.hubclass.class_hub import ClassHub, require_hub  # noqa: E402
 
 P95_BUDGET_S = 60.0
 CHECK_TIMEOUT_S = 600

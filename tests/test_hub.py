@@ -25,7 +25,7 @@ from autograder.course import ROOT
 from tests.browser.lab import CHROMIUM_FLAGS, ensure_chromium
 from tests.grading_fixtures import isolation_flags
 from tests.grading_fixtures.submissions import HONEST, LESSON, notebook
-from tests.hub.class_hub import ClassHub, require_hub
+from tests.hubclass.class_hub import ClassHub, require_hub
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("hub")]
 
