@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -137,8 +138,14 @@ def test_submit_twice_keeps_both(hub):
 
 def test_late_submission_is_flagged(hub):
     """The due date passes; Cy hands in afterwards: nbgrader records it as late."""
-    due = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    hub.as_user(TEACH, "nbgrader", "db", "assignment", "add", LESSON, f"--duedate={due}")
+    # nbgrader takes whole seconds: the due date is the next whole second, so everything
+    # handed in before this line is on time, and Cy hands in once it has passed
+    now = datetime.datetime.now(datetime.timezone.utc)
+    due = now.replace(microsecond=0) + datetime.timedelta(seconds=1)
+    hub.as_user(TEACH, "nbgrader", "db", "assignment", "add", LESSON,
+                f"--duedate={due:%Y-%m-%d %H:%M:%S} UTC")
+    time.sleep(max(0.0, (due - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+               + 0.2)
     hand_in(hub, CY, FINAL[CY])
     assert len(inbound(hub, CY)) == 1
 
