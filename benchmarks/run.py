@@ -86,8 +86,8 @@ CPUs, Python {platform.python_version()}; load average {load:.1f} when it finish
 
 - **run all**: the solution notebook executed top to bottom (nbclient, a fresh kernel,
   kernel start-up included), as a learner's "Run all".
-- **check**: `python -m autograder check` on the solution notebook: nbgrader
-  `generate_assignment` + `autograde` (hidden tests included) in a scratch course.
+- **check**: `python -m autograder check` on the solution notebook, hidden tests included
+  (nbgrader's assignment and gradebook cached per lesson version; the grading budget).
 - Lessons 07 and 10 train a model. "run all" is the full run a learner gets wherever they
   run the notebook ({FULL_STEPS} steps in lesson 07); the "grading budget" row is the same
   notebook as `check`, `grade`, Validate and nbgrader run it (they set ATTNLAB_GRADING=1:
