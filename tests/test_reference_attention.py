@@ -15,16 +15,11 @@ from autograder.reference import (
     scaled_dot_product_attention,
     split_heads,
 )
+from tests.seeding import seeded
 
 FAST = settings(max_examples=25, deadline=None)
 TOL = dict(atol=1e-5, rtol=1e-5)
 
-
-def seeded(seed, factory):
-    """Build a module with torch's default init from a fixed seed, leaving the global stream."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return factory()
 
 
 def random_mask(shape, g):

@@ -11,16 +11,11 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from autograder.reference import EncoderLayer, FeedForward, LayerNorm, causal_mask, padding_mask
+from tests.seeding import seeded
 
 FAST = settings(max_examples=25, deadline=None)
 TOL = dict(atol=1e-5, rtol=1e-4)
 
-
-def seeded(seed, factory):
-    """Build a module with torch's default init from a fixed seed, leaving the global stream."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return factory()
 
 
 @FAST

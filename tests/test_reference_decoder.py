@@ -9,16 +9,11 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from autograder.reference import DecoderLayer, TinyGPT, causal_mask, generate
+from tests.seeding import seeded
 
 FAST = settings(max_examples=25, deadline=None)
 TOL = dict(atol=1e-5, rtol=1e-4)
 
-
-def seeded(seed, factory):
-    """Build a module with torch's default init from a fixed seed, leaving the global stream."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return factory()
 
 
 @st.composite

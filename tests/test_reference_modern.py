@@ -30,16 +30,11 @@ from autograder.reference.modern import (
     interleave_rows,
     llama_param_count,
 )
+from tests.seeding import seeded
 
 FAST = settings(max_examples=25, deadline=None)
 TOL = dict(atol=1e-5, rtol=1e-4)
 
-
-def seeded(seed, factory):
-    """Build a module from a fixed seed without touching the global random stream."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return factory()
 
 
 def randomise(module: nn.Module, seed: int, std: float = 0.3) -> nn.Module:
