@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import scipy.special
 import torch
 import torch.nn.functional as F
 
 from attnlab import attend as course_attend
 from attnlab import softmax as s  # a learner importing the course's softmax under an alias
-from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks import REGISTRY
+
+from .wrong_answers import fails, passes, row_test
 
 LESSON01_IDS = ("softmax.values", "softmax.stable", "softmax.hidden", "attend.values",
                 "attend.hidden", "attend.properties", "blanks.format", "blanks.answers")
@@ -42,11 +43,6 @@ def good_attend(query, keys, values):
 
 
 GOOD_BLANKS = {"blank_projection": "Value", "blank_normaliser": "softmax"}
-
-
-def good_object(check_id):
-    return {"softmax": good_softmax, "attend": good_attend,
-            "blanks": GOOD_BLANKS}[check_id.split(".")[0]]
 
 
 # ------------------------------------------------------------------------ wrong softmaxes
@@ -173,56 +169,6 @@ WRONG_SOFTMAX = [
 ]
 
 
-@pytest.mark.parametrize(("fn", "check_id", "match"), WRONG_SOFTMAX,
-                         ids=[f"{fn.__name__}-{cid}" for fn, cid, _ in WRONG_SOFTMAX])
-def test_wrong_softmax_fails_with_its_message(fn, check_id, match):
-    """Does this realistic wrong softmax fail the check it breaks, with the message for it?"""
-    with pytest.raises(CheckFailed, match=match):
-        check(check_id, fn)
-
-
-@pytest.mark.parametrize("check_id", ["softmax.values", "softmax.hidden"])
-def test_unstable_softmax_loses_only_the_stability_point(check_id):
-    """Does a softmax without the max-shift still earn the values points (partial credit)?"""
-    check(check_id, softmax_no_shift)
-
-
-@pytest.mark.parametrize("check_id", SOFTMAX_IDS)
-def test_softmax_in_torch_from_basic_ops_passes(check_id):
-    """Is a correct softmax built from torch.exp / amax / sum accepted (no false alarm)?"""
-    check(check_id, softmax_torch_by_hand)
-
-
-def test_no_keepdims_is_named():
-    """Is a softmax that forgets keepdims=True told about keepdims?"""
-    with pytest.raises(CheckFailed, match="keepdims"):
-        check("softmax.values", softmax_no_keepdims)
-
-
-def test_no_exp_after_shift_is_named():
-    """Is a softmax that subtracts the max but forgets np.exp told it took no exponential?"""
-    with pytest.raises(CheckFailed, match="no exponential was taken"):
-        check("softmax.values", softmax_no_exp_shifted)
-
-
-def test_only_exp_after_shift_is_named():
-    """Is a stable softmax that forgets to divide by the sum told so?"""
-    with pytest.raises(CheckFailed, match="never divided by their sum"):
-        check("softmax.values", softmax_only_exp_shifted)
-
-
-def test_axis_max_but_global_sum_is_named():
-    """Is a softmax that divides by the sum of the whole array told so, whatever its shift?"""
-    with pytest.raises(CheckFailed, match="normalised over the whole array"):
-        check("softmax.values", softmax_axis_max_global_sum)
-
-
-def test_global_max_shift_loses_the_stability_point():
-    """Does a softmax that subtracts the max of the whole array fail the stability check?"""
-    with pytest.raises(CheckFailed, match="contains NaN"):
-        check("softmax.stable", softmax_global_shift)
-
-
 # ------------------------------------------------------------------------ wrong attends
 
 
@@ -315,51 +261,7 @@ WRONG_ATTEND = [
 ]
 
 
-@pytest.mark.parametrize(("fn", "check_id", "match"), WRONG_ATTEND,
-                         ids=[f"{fn.__name__}-{cid}" for fn, cid, _ in WRONG_ATTEND])
-def test_wrong_attend_fails_with_its_message(fn, check_id, match):
-    """Does this realistic wrong attend fail the check it breaks, with the message for it?"""
-    with pytest.raises(CheckFailed, match=match):
-        check(check_id, fn)
-
-
-def test_scaled_attend_still_behaves_like_retrieval():
-    """Does an attend scaled by 1/sqrt(d) keep the retrieval-property point (partial credit)?"""
-    check("attend.properties", attend_scaled)
-
-
-def test_swapped_pair_is_named():
-    """Is an attend that returns (weights, output) told the pair is the wrong way round?"""
-    with pytest.raises(CheckFailed, match=r"returned \(weights, output\)"):
-        check("attend.values", attend_swapped)
-
-
-def test_hard_lookup_is_named():
-    """Is an attend that returns only the best-matching value told it did a hard lookup?"""
-    with pytest.raises(CheckFailed, match="hard lookup"):
-        check("attend.values", attend_hard_lookup)
-
-
-def test_torch_built_in_attention_is_caught():
-    """Is an attend that gets its output from F.scaled_dot_product_attention caught?"""
-    with pytest.raises(CheckFailed, match="PyTorch's built-in attention"):
-        check("attend.values", attend_torch_sdpa)
-
-
 # ------------------------------------------------------------------------ blanks
-
-
-@pytest.mark.parametrize(("projection", "normaliser"), [
-    ("  VALUE ", "soft-max"),
-    ("Values", "Soft Max."),
-    ("value", "'softmax'"),
-    ("v", "Softmax()"),
-])
-def test_tolerant_blanks_pass(projection, normaliser):
-    """Are answers that differ only in case, spacing, plural, quotes or hyphens accepted?"""
-    answers = {"blank_projection": projection, "blank_normaliser": normaliser}
-    check("blanks.format", answers)
-    check("blanks.answers", answers)
 
 
 WRONG_BLANKS = [
@@ -378,36 +280,71 @@ WRONG_BLANKS = [
 ]
 
 
-@pytest.mark.parametrize(("answers", "check_id", "match"), WRONG_BLANKS,
-                         ids=[f"{a['blank_projection']!r}-{a['blank_normaliser']!r}-{c}"
-                              for a, c, _ in WRONG_BLANKS])
-def test_wrong_blanks_fail_with_their_message(answers, check_id, match):
-    """Is a wrong word, a non-string or an empty answer told exactly that?"""
-    with pytest.raises(CheckFailed, match=match):
-        check(check_id, answers)
+# ------------------------------------------------------------------------ one mistake, once
+
+# A learner's notebook: attend calls their own softmax, which forgot the exponential.
+NOTEBOOK: dict = {"np": np}
+exec("def softmax(x, axis=-1):\n"
+     "    return x / x.sum(axis=axis, keepdims=True)\n"
+     "def attend(query, keys, values):\n"
+     "    weights = softmax(keys @ query)\n"
+     "    return weights @ values, weights\n"
+     "def attend_stealing(query, keys, values):\n"
+     "    from autograder.checks.lesson01.cases import stand_in_softmax\n"
+     "    weights = stand_in_softmax(keys @ query)\n"
+     "    return weights @ values, weights\n"
+     "def softmax_stealing(x, axis=-1):\n"
+     "    from autograder.checks.lesson01.cases import stand_in_softmax\n"
+     "    return stand_in_softmax(x, axis)\n", NOTEBOOK)
+
+ISOLATION = [
+    fails(NOTEBOOK["softmax"], "softmax.values", "no exponential was taken", name="own-softmax"),
+    # attend is judged on its own: the wrong softmax it calls cost the softmax points only
+    *passes(NOTEBOOK["attend"], *ATTEND_IDS, name="attend-over-own-wrong-softmax"),
+    *passes(NOTEBOOK["attend_stealing"], *ATTEND_IDS, name="attend-over-stand-in"),
+    *[fails(NOTEBOOK["softmax_stealing"], check_id, "the grader's stand-in softmax",
+            name="softmax-is-the-stand-in") for check_id in SOFTMAX_IDS],
+]
 
 
-def test_wrong_word_keeps_the_format_point():
-    """Does a wrong but well-formed word still earn blanks.format?"""
-    check("blanks.format", {"blank_projection": "key", "blank_normaliser": "softmax"})
+# ------------------------------------------------------------------------ the rows
 
+TOLERANT_BLANKS = [("  VALUE ", "soft-max"), ("Values", "Soft Max."), ("value", "'softmax'"),
+                   ("v", "Softmax()")]
 
-def test_missing_blank_is_named():
-    """Is a learner who has not run the answer cell told the name is not defined yet?"""
-    with pytest.raises(CheckFailed, match="not defined"):
-        check("blanks.format", {"blank_normaliser": "softmax"})
+ROWS = [
+    *passes(good_softmax, *SOFTMAX_IDS),
+    *passes(good_attend, *ATTEND_IDS),
+    *passes(GOOD_BLANKS, "blanks.format", "blanks.answers", name="good-blanks"),
+    # partial credit: each mistake costs only the point it breaks
+    *passes(softmax_no_shift, "softmax.values", "softmax.hidden"),
+    *passes(softmax_torch_by_hand, *SOFTMAX_IDS),  # torch's exp/amax/sum are allowed
+    *passes(attend_scaled, "attend.properties"),
+    *passes({"blank_projection": "key", "blank_normaliser": "softmax"}, "blanks.format",
+            name="wrong-word-keeps-format"),
+    *[row for p, n in TOLERANT_BLANKS for row in passes(
+        {"blank_projection": p, "blank_normaliser": n}, "blanks.format", "blanks.answers",
+        name=f"tolerant-{p.strip()}-{n}")],
+    *[fails(fn, check_id, match) for fn, check_id, match in WRONG_SOFTMAX],
+    fails(softmax_no_keepdims, "softmax.values", "keepdims"),
+    fails(softmax_no_exp_shifted, "softmax.values", "no exponential was taken"),
+    fails(softmax_only_exp_shifted, "softmax.values", "never divided by their sum"),
+    fails(softmax_global_shift, "softmax.stable", "contains NaN"),
+    *[fails(fn, check_id, match) for fn, check_id, match in WRONG_ATTEND],
+    fails(attend_swapped, "attend.values", r"returned \(weights, output\)"),
+    fails(attend_hard_lookup, "attend.values", "hard lookup"),
+    fails(attend_torch_sdpa, "attend.values", "PyTorch's built-in attention"),
+    *[fails(answers, check_id, match, name=f"{answers.get('blank_projection')!r}-"
+            f"{answers.get('blank_normaliser')!r}") for answers, check_id, match in WRONG_BLANKS],
+    fails({"blank_normaliser": "softmax"}, "blanks.format", "not defined", name="missing-blank"),
+    *ISOLATION,
+]
 
-
-# ------------------------------------------------------------------------ the correct answer
+test_row = row_test(ROWS)
 
 
 def test_lesson01_registers_its_check_ids():
-    """Are all eight of lesson 01's check ids registered?"""
-    assert set(LESSON01_IDS) <= set(REGISTRY)
+    """Are all eight of lesson 01's check ids registered, and no others of its exercises?"""
+    assert {i for i in REGISTRY if i.split(".")[0] in ("softmax", "attend", "blanks")} == \
+        set(LESSON01_IDS)
 
-
-@pytest.mark.parametrize("check_id", LESSON01_IDS)
-def test_correct_answer_passes(check_id, capsys):
-    """Does an independent correct implementation pass this check, and say so?"""
-    check(check_id, good_object(check_id))
-    assert capsys.readouterr().out.startswith("\u2713")

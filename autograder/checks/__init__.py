@@ -1,8 +1,15 @@
 """What the lessons' test cells call: ``check("softmax.values", softmax)``.
 
-Each ``lessonNN`` module registers its checks; see ``_core`` for how a check records the
-learner's outputs and compares them with the reference kernels. A module that fails to
-import costs only its own lesson's checks, never another lesson's.
+Each lesson's checks are a package ``lessonNN/`` of two files, on either side of the trust
+boundary (docs/ARCHITECTURE.md):
+
+* ``cases.py``: the fixed-seed cases and ``RECORDS``, ``{check id: record(obj)}``. Under
+  ``grade`` it runs in the learner's kernel, so it holds nothing that gives an answer away.
+* ``verdicts.py``: ``VERDICTS``, ``{check id: (title, compare(record))}``, the reference
+  oracles and the mistake catalogue. It runs in the trusted process only.
+
+Here both halves are paired by check id (``run`` does record then compare in one process, as
+``check`` and Validate need). A lesson that fails to import costs only its own checks.
 """
 
 from __future__ import annotations
@@ -10,16 +17,22 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._core import REGISTRY, CheckFailed, run
+from ._core import REGISTRY, CheckFailed, register_lesson, run
 
-BROKEN: dict[str, str] = {}  # lesson module -> why it could not be imported
+BROKEN: dict[str, str] = {}  # lesson package -> why it could not be imported
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name.startswith("lesson"):
-        try:
+    if not _module.name.startswith("lesson"):
+        continue
+    try:
+        if _module.ispkg:
+            _cases = importlib.import_module(f"{__name__}.{_module.name}.cases")
+            _verdicts = importlib.import_module(f"{__name__}.{_module.name}.verdicts")
+            register_lesson(_module.name, _cases.RECORDS, _verdicts.VERDICTS)
+        else:  # TRANSITION: a lesson not yet split into cases/verdicts registers itself
             importlib.import_module(f"{__name__}.{_module.name}")
-        except Exception as exc:  # keep the other lessons gradable
-            BROKEN[_module.name] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # keep the other lessons gradable
+        BROKEN[_module.name] = f"{type(exc).__name__}: {exc}"
 
 
 def check(check_id: str, obj) -> None:

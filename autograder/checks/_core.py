@@ -1,22 +1,24 @@
-"""The machinery every check uses: record the learner's outputs, then compare them.
+"""The kernel half of the checks toolkit: record what the learner's code does, as plain data.
 
-A check has two halves (docs/ARCHITECTURE.md, "The trust boundary"):
+A check has two halves (docs/ARCHITECTURE.md, "The trust boundary"), in two files per lesson:
 
-* ``record(obj)`` runs inside the learner's kernel. It calls the learner's function or
-  class on fixed-seed cases and keeps what came back as plain data (numpy arrays, Python
-  scalars, strings): values, exceptions, inputs changed in place, forbidden calls made.
-* ``compare(record)`` needs nothing from the learner's process. It rebuilds the same
-  cases from the same seeds, runs the reference kernels, and raises :class:`CheckFailed`
-  with a message written for the learner.
+* ``lessonNN/cases.py`` runs inside the learner's kernel: fixed-seed cases and ``RECORDS``,
+  the ``record(obj)`` functions that call the learner's function or class on them and keep
+  what came back as plain data (numpy arrays, Python scalars, strings): values, exceptions,
+  inputs changed in place, forbidden calls made. It uses this module only.
+* ``lessonNN/verdicts.py`` runs in the trusted process only: ``VERDICTS``, the title and
+  ``compare(record)`` of each check, which rebuilds the same cases from the same seeds, runs
+  the reference kernels, and raises :class:`CheckFailed` with a message written for the
+  learner (helpers in ``_verdict``).
 
-``run(check, obj)`` does both in one process (what ``check`` and Validate use).
+Under ``grade`` the sandbox image holds this module and the ``cases`` files, copied as they
+are; ``run(check, obj)`` does both halves in one process (what ``check`` and Validate use).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -182,8 +184,9 @@ def _code_of(obj: Any):
 class Guard:
     """Notice calls to implementations the learner was asked to write themselves.
 
-    ``families`` names entries of FORBIDDEN_C_NAMES / FORBIDDEN_PY; ``kernels`` are extra
-    Python callables (the course's own reference for this exercise) that count as forbidden.
+    ``families`` names entries of FORBIDDEN_C_NAMES / FORBIDDEN_PY; ``course`` names the
+    course's own kernels (``autograder.reference``) that count as forbidden; ``kernels`` are
+    extra ``(label, callable)`` pairs.
 
     Three watchers, because each sees what the others miss: a profiler hook (Python
     functions by code object, C functions by name, whatever alias called them), and, for
@@ -192,7 +195,8 @@ class Guard:
     ``torch.ops.aten...``, a module's fused fast path).
     """
 
-    def __init__(self, families: Iterable[str] = (), kernels: Iterable[tuple[str, Any]] = ()):
+    def __init__(self, families: Iterable[str] = (), kernels: Iterable[tuple[str, Any]] = (),
+                 course: Iterable[str] = ()):
         self.c_names: dict[str, str] = {}
         self.codes: dict[Any, str] = {}
         for fam in families:
@@ -202,6 +206,10 @@ class Guard:
                 code = _code_of(_resolve(spec))
                 if code is not None:
                     self.codes[code] = HUMAN_NAMES[fam]
+        # The course's own kernels, by name: a record module never imports a kernel of its own
+        # lesson (under ``grade`` it is a stub that raises, whose code object is caught alike).
+        kernels = [*kernels, *((f"the course's own {name} (attnlab / autograder.reference)",
+                                _resolve(f"autograder.reference:{name}")) for name in course)]
         for label, fn in kernels:
             code = _code_of(fn)
             if code is not None:
@@ -287,6 +295,43 @@ def call(fn: Callable, *args: Any, guard: Guard | None = None, **kwargs: Any) ->
     return out
 
 
+# ----------------------------------------------------------------------------- isolation
+
+
+def _namespace_of(obj: Any) -> dict | None:
+    """The globals the learner's function or class looks its other names up in."""
+    fn = getattr(obj, "__func__", obj)
+    if isinstance(fn, type):
+        for member in vars(fn).values():
+            member = getattr(member, "__func__", member)
+            if hasattr(member, "__globals__"):
+                return member.__globals__
+        return None
+    return getattr(fn, "__globals__", None)
+
+
+@contextlib.contextmanager
+def stand_ins(obj: Any, replacements: dict[str, Callable]):
+    """One mistake costs once: while the block runs, the learner's earlier exercises that
+    ``obj`` calls by name (``softmax`` inside ``attend``) are known-good stand-ins, so a check
+    of ``obj`` judges ``obj`` alone; the earlier exercise's own checks judge it.
+
+    Only names the learner's namespace defines are replaced, and each is put back after. A
+    stand-in that answers an exercise must be listed as forbidden in that exercise's Guard
+    (``kernels=``), so no learner can call it in their own version.
+    """
+    namespace = _namespace_of(obj)
+    names = [n for n in replacements if namespace is not None and n in namespace]
+    saved = {n: namespace[n] for n in names}
+    try:
+        for n in names:
+            namespace[n] = replacements[n]
+        yield
+    finally:
+        for n, value in saved.items():
+            namespace[n] = value
+
+
 # ----------------------------------------------------------------------------- learner modules
 
 
@@ -350,119 +395,6 @@ def built_text(name: str, args: tuple, kwargs: dict) -> str:
     return f"{name}({', '.join(parts)})"
 
 
-# ----------------------------------------------------------------------------- comparing
-
-
-def describe_shape(x: Any) -> str:
-    return str(tuple(np.shape(x)))
-
-
-def check_outcome(out: Outcome, what: str, case: str = "") -> Any:
-    """Fail on an exception, a forbidden call or an in-place edit; else return the value."""
-    where = f" ({case})" if case else ""
-    if out.forbidden:
-        fail(f"{what} calls {out.forbidden[0]}. This exercise asks you to write it yourself "
-             f"from basic operations.")
-    if out.error_type == "NotImplementedError":
-        fail(f"{what} is not written yet: it still raises NotImplementedError. Replace "
-             f"`raise NotImplementedError()` with your code.")
-    if out.error:
-        hint = ""
-        if "broadcast" in out.error:
-            hint = (" The shapes did not line up: did you reduce (max, sum) without "
-                    "keepdims=True, or transpose the wrong axes?")
-        fail(f"{what} raised {out.error}{where}.{hint}")
-    if out.mutated:
-        fail(f"{what} changed its input ({', '.join(out.mutated)}) in place{where}. Work on "
-             f"new arrays (e.g. `x - m`, not `x -= m`) so the caller's data stays intact.")
-    return out.value
-
-
-def as_array(value: Any, what: str, case: str = "") -> np.ndarray:
-    where = f" ({case})" if case else ""
-    if isinstance(value, Opaque) or value is None or isinstance(value, (str, dict)):
-        got = "None" if value is None else getattr(value, "type_name", type(value).__name__)
-        fail(f"{what} should return an array, but returned {got}{where}. Did you forget "
-             f"`return`?")
-    if isinstance(value, (tuple, list)):
-        fail(f"{what} returned a {type(value).__name__} of {len(value)} items{where}; "
-             f"expected a single array here.")
-    return np.asarray(value)
-
-
-def unpack_pair(value: Any, what: str, names: tuple[str, str] = ("output", "weights"),
-                case: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """A function that returns ``(output, weights)``: check it did, and return both."""
-    where = f" ({case})" if case else ""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        kind = "None" if value is None else getattr(value, "type_name", type(value).__name__)
-        if isinstance(value, np.ndarray):
-            kind = f"a single array of shape {describe_shape(value)}"
-        fail(f"{what} should return a pair `({names[0]}, {names[1]})`, but returned "
-             f"{kind}{where}.")
-    return (as_array(value[0], f"{what}'s {names[0]}", case),
-            as_array(value[1], f"{what}'s {names[1]}", case))
-
-
-def expect_shape(got: np.ndarray, want_shape: tuple, what: str, case: str = "",
-                 hint: str = "") -> None:
-    if tuple(got.shape) != tuple(want_shape):
-        where = f" ({case})" if case else ""
-        fail(f"{what} has shape {describe_shape(got)} but should have shape "
-             f"{tuple(want_shape)}{where}.{(' ' + hint) if hint else ''}")
-
-
-def expect_finite(got: np.ndarray, what: str, case: str = "", hint: str = "") -> None:
-    if got.dtype.kind in "fc" and not np.isfinite(got).all():
-        where = f" ({case})" if case else ""
-        bad = "NaN" if np.isnan(got).any() else "inf"
-        fail(f"{what} contains {bad}{where}.{(' ' + hint) if hint else ''}")
-
-
-def max_error(got: np.ndarray, want: np.ndarray) -> tuple[float, tuple]:
-    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    idx = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
-    return (float(diff[idx]) if diff.size else 0.0), tuple(int(i) for i in idx)
-
-
-def close(got: np.ndarray, want: np.ndarray, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
-    return got.shape == want.shape and bool(
-        np.allclose(got.astype(np.float64), want.astype(np.float64), atol=atol, rtol=rtol)
-    )
-
-
-def first_close(got: np.ndarray, mistakes: list[tuple[str, np.ndarray | None]],
-                atol: float, rtol: float = 1e-4) -> str | None:
-    """The message of the first known mistake whose output ``got`` matches, if any."""
-    for message, wrong in mistakes:
-        if wrong is not None and close(got, np.asarray(wrong), atol, rtol):
-            return message
-    return None
-
-
-def expect_close(got: np.ndarray, want: np.ndarray, what: str, case: str = "",
-                 mistakes: dict[str, np.ndarray] | None = None, atol: float = 1e-5,
-                 rtol: float = 1e-4, hint: str = "") -> None:
-    """Shapes first, then values; a known mistake that matches gets its own message."""
-    expect_shape(got, want.shape, what, case)
-    if close(got, want, atol, rtol):
-        return
-    for message, wrong in (mistakes or {}).items():
-        if wrong is not None and close(got, np.asarray(wrong), atol, rtol):
-            fail(f"{what} does not match the reference{f' ({case})' if case else ''}. "
-                 f"{message}")
-    err, idx = max_error(got, want)
-    where = f" ({case})" if case else ""
-    detail = f" at index {idx}: yours {got[idx]:.6g}, expected {want[idx]:.6g}" if idx else ""
-    fail(f"{what} does not match the reference{where}: largest error {err:.3g}{detail}."
-         f"{(' ' + hint) if hint else ''}")
-
-
-def fmt(x: float) -> str:
-    return f"{x:.3g}" if math.isfinite(x) else str(x)
-
-
 # ----------------------------------------------------------------------------- registry
 
 
@@ -472,19 +404,32 @@ class Check:
 
     id: str  # e.g. "softmax.values"
     title: str  # shown on success: "softmax: values match the reference"
-    record: Callable[[Any], dict]  # runs learner code (learner's kernel)
-    compare: Callable[[dict], None]  # raises CheckFailed (trusted side)
+    record: Callable[[Any], Any]  # runs learner code (learner's kernel)
+    compare: Callable[[Any], None] | None  # raises CheckFailed (trusted side; None in a sandbox)
 
 
 REGISTRY: dict[str, Check] = {}
 
 
-def register(id: str, title: str, record: Callable[[Any], dict],
-             compare: Callable[[dict], None]) -> Check:
+def register(id: str, title: str, record: Callable[[Any], Any],
+             compare: Callable[[Any], None] | None) -> Check:
     if id in REGISTRY:
         raise ValueError(f"check {id!r} registered twice")
     REGISTRY[id] = Check(id, title, record, compare)
     return REGISTRY[id]
+
+
+def register_lesson(lesson: str, records: dict[str, Callable],
+                    verdicts: dict[str, tuple[str, Callable]] | None) -> None:
+    """Pair a lesson's ``RECORDS`` (cases.py) with its ``VERDICTS`` (verdicts.py) by check id;
+    ``verdicts=None`` registers the record halves alone (the sandbox)."""
+    if verdicts is not None and set(records) != set(verdicts):
+        missing = sorted(set(records) ^ set(verdicts))
+        raise ValueError(f"{lesson}: check ids in only one of cases.RECORDS and "
+                         f"verdicts.VERDICTS: {', '.join(missing)}")
+    for check_id, record in records.items():
+        title, compare = verdicts[check_id] if verdicts is not None else ("", None)
+        register(check_id, title, record, compare)
 
 
 def run(check_id: str, obj: Any, quiet: bool = False) -> None:
@@ -493,3 +438,6 @@ def run(check_id: str, obj: Any, quiet: bool = False) -> None:
     check.compare(check.record(obj))
     if not quiet:
         print(f"\u2713 {check.title}")
+
+
+from ._verdict import *  # noqa: E402,F403  (TRANSITION: lessons not yet split into cases/verdicts)

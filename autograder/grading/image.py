@@ -27,32 +27,8 @@ from pathlib import Path
 
 from ..course import ROOT, Lesson
 
-IMAGE_FORMAT = "6"
+IMAGE_FORMAT = "7"
 HERE = Path(__file__).resolve().parent
-
-# The exercise contract: what each lesson asks for (docs/ARCHITECTURE.md, "Adding a lesson").
-# A reference kernel belongs to the lesson that teaches it; a helper, to its module's lesson.
-EXERCISE_LESSON: dict[str, int] = {
-    "softmax": 1, "attend": 1,
-    "scaled_dot_product_attention": 2, "SelfAttention": 2,
-    "split_heads": 3, "merge_heads": 3, "MultiHeadAttention": 3,
-    "causal_mask": 4, "padding_mask": 4, "masked_attention": 4, "leaks_future": 4,
-    "sinusoidal_encoding": 5, "LearnedPositionalEmbedding": 5, "apply_rope": 5,
-    "alibi_bias": 5,
-    "LayerNorm": 6, "FeedForward": 6, "EncoderLayer": 6,
-    "DecoderLayer": 7, "TinyGPT": 7, "generate": 7,
-    "tiled_attention": 8, "sliding_window_mask": 8, "linear_attention": 8,
-    "attention_to": 9,
-    "RMSNorm": 10, "SwiGLU": 10, "repeat_kv": 10, "GroupedQueryAttention": 10,
-    "LlamaBlock": 10, "TinyLlama": 10, "kv_cache_bytes": 10, "top_k_top_p": 10,
-}
-# Building blocks a lesson hands out ready-made (imported in its first cell, not asked for):
-# visible from that lesson on.
-PROVIDED_FROM: dict[str, int] = {"GPTBlock": 7, "elu_plus_one": 8}
-MODULE_LESSON: dict[str, int] = {
-    "retrieval": 1, "attention": 2, "masking": 4, "positional": 5, "block": 6,
-    "decoder": 7, "efficient": 8, "interpret": 9, "modern": 10,
-}
 
 WITHHELD_HELPER = '''
 
@@ -78,12 +54,16 @@ import importlib
 import pkgutil
 
 from . import _record_codec as _codec
-from ._core import REGISTRY, CheckFailed
+from ._core import REGISTRY, CheckFailed, register_lesson
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name.startswith("lesson"):
         try:
-            importlib.import_module(f"{__name__}.{_module.name}")
+            if _module.ispkg:  # cases.py only: the verdicts are not in this image
+                _cases = importlib.import_module(f"{__name__}.{_module.name}.cases")
+                register_lesson(_module.name, _cases.RECORDS, None)
+            else:
+                importlib.import_module(f"{__name__}.{_module.name}")
         except Exception:  # another lesson's checks must never break this one
             pass
 
@@ -345,18 +325,48 @@ def reference_used_by_records(sliced: dict[str, str], reference_init: str) -> \
     return used
 
 
+class ContractError(ValueError):
+    """A reference module does not say which lesson each of its kernels belongs to."""
+
+
+def _declared(tree: ast.Module, name: str) -> dict[str, int]:
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return dict(ast.literal_eval(stmt.value))
+    return {}
+
+
+def contract(tree: ast.Module, module: str) -> dict[str, int]:
+    """{kernel: the first lesson whose grading may see it}, from the module's own TAUGHT_IN
+    (an exercise: visible after its lesson) and PROVIDED_IN (a ready-made block: visible from
+    its lesson on). A private helper goes with the module's earliest lesson (and is kept
+    anyway when a visible kernel needs it); a public name declared in neither is an error."""
+    taught, provided = _declared(tree, "TAUGHT_IN"), _declared(tree, "PROVIDED_IN")
+    visible = {name: n + 1 for name, n in taught.items()} | provided
+    earliest = min([*taught.values(), *provided.values()], default=99)
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and \
+                stmt.name not in visible:
+            if not stmt.name.startswith("_"):
+                raise ContractError(f"autograder/reference/{module}.py: {stmt.name} is in "
+                                    "neither TAUGHT_IN nor PROVIDED_IN; say which lesson it "
+                                    "belongs to")
+            visible[stmt.name] = earliest + 1
+    return visible
+
+
 def slice_reference(source: str, module: str, lesson: int,
                     keep: set[str] = frozenset()) -> tuple[str, list[str]]:
     """A reference module with the kernels of ``lesson`` and later ones withheld (except
     ``keep``: those the checks' record half itself calls to build its inputs)."""
     tree = ast.parse(source)
     body = tree.body
-    default = MODULE_LESSON.get(module, 99)
+    visible_from = contract(tree, module)
 
     def lesson_of(name: str) -> int:
-        if name in PROVIDED_FROM:  # kept once the lesson that provides it is reached
-            return PROVIDED_FROM[name] - 1
-        return EXERCISE_LESSON.get(name, default)
+        return visible_from.get(name, 100) - 1
 
     defs = [s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef,
                                               ast.ClassDef))]
@@ -388,7 +398,7 @@ def slice_reference(source: str, module: str, lesson: int,
 
 
 def _inputs() -> list[Path]:
-    files = sorted((ROOT / "autograder" / "checks").glob("*.py"))
+    files = sorted((ROOT / "autograder" / "checks").rglob("*.py"))
     files += sorted((ROOT / "autograder" / "reference").glob("*.py"))
     files += sorted(p for p in (ROOT / "attnlab").rglob("*")
                     if p.is_file() and "__pycache__" not in p.parts)
@@ -427,6 +437,15 @@ def build_image(lesson: Lesson, images: Path) -> tuple[Path, list[str]]:
     shutil.copyfile(src / "checks" / "_core.py", tmp / "autograder" / "checks" / "_core.py")
     shutil.copyfile(HERE / "codec.py", tmp / "autograder" / "checks" / "_record_codec.py")
     (tmp / "autograder" / "checks" / "__init__.py").write_text(CHECKS_INIT)
+    # TRANSITION: _verdict travels while _core still re-exports it for unsplit lessons
+    shutil.copyfile(src / "checks" / "_verdict.py",
+                    tmp / "autograder" / "checks" / "_verdict.py")
+    for package in sorted(p for p in (src / "checks").glob("lesson*") if p.is_dir()):
+        # the kernel half, copied as it is: __init__ (a docstring) and cases.py
+        (tmp / "autograder" / "checks" / package.name).mkdir()
+        for name in ("__init__.py", "cases.py"):
+            if (package / name).exists():
+                shutil.copyfile(package / name, tmp / "autograder" / "checks" / package.name / name)
     sources: dict[str, str] = {}
     for path in sorted((src / "checks").glob("lesson*.py")):
         text = path.read_text(encoding="utf-8")

@@ -12,6 +12,17 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {
+    "scaled_dot_product_attention": 2,
+    "SelfAttention": 2,
+    "split_heads": 3,
+    "merge_heads": 3,
+    "MultiHeadAttention": 3,
+}
+
 
 def _attention_weights(q: Tensor, k: Tensor, mask: Tensor | None, nan_safe: bool) -> Tensor:
     """softmax(q k^T / sqrt(d_head)) over keys; masked scores are -inf before the softmax.

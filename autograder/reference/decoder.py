@@ -21,6 +21,14 @@ from .block import (
 )
 from .masking import causal_mask
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {"DecoderLayer": 7, "TinyGPT": 7, "generate": 7}
+# Kernels a lesson hands out ready-made (imported in its first cell): visible while that
+# lesson is graded, withheld before it.
+PROVIDED_IN = {"GPTBlock": 7}
+
 KVCache = list[tuple[Tensor, Tensor]]  # per layer: keys, values, each (B, H, T_past, d_head)
 
 

@@ -9,6 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {"tiled_attention": 8, "sliding_window_mask": 8, "linear_attention": 8}
+# Kernels a lesson hands out ready-made (imported in its first cell): visible while that
+# lesson is graded, withheld before it.
+PROVIDED_IN = {"elu_plus_one": 8}
+
 
 def elu_plus_one(x: Tensor) -> Tensor:
     """Katharopoulos et al. (2020)'s feature map elu(x) + 1: positive, so similarities are > 0."""

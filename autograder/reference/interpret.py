@@ -6,6 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {"attention_to": 9}
+
 
 def attention_to(tokens: Sequence[str], weights, word: str) -> list[tuple[str, float]]:
     """(token, weight) for every key the first `word` (case-insensitive) attends to, largest first.

@@ -12,6 +12,11 @@ from torch import Tensor
 
 from .attention import _attention_weights
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {"causal_mask": 4, "padding_mask": 4, "masked_attention": 4, "leaks_future": 4}
+
 
 def causal_mask(L: int, device=None) -> Tensor:
     """(L, L) bool mask, True where query i may attend to key j (j <= i)."""

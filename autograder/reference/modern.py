@@ -24,6 +24,24 @@ from torch import Tensor
 from .attention import scaled_dot_product_attention
 from .positional import apply_rope
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {
+    "RMSNorm": 10,
+    "SwiGLU": 10,
+    "repeat_kv": 10,
+    "cached_causal_mask": 10,
+    "GroupedQueryAttention": 10,
+    "LlamaBlock": 10,
+    "TinyLlama": 10,
+    "half_split_rows": 10,
+    "interleave_rows": 10,
+    "kv_cache_bytes": 10,
+    "llama_param_count": 10,
+    "top_k_top_p": 10,
+}
+
 KVPair = tuple[Tensor, Tensor]  # keys, values, each (B, H_kv, T_so_far, d_head), RoPE applied
 
 

@@ -6,6 +6,17 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {
+    "sinusoidal_encoding": 5,
+    "LearnedPositionalEmbedding": 5,
+    "apply_rope": 5,
+    "alibi_slopes": 5,
+    "alibi_bias": 5,
+}
+
 
 def sinusoidal_encoding(max_len: int, d_model: int, device=None) -> Tensor:
     """Vaswani et al. (2017), sec. 3.5: PE[pos, 2i] = sin(pos / 10000^(2i/d_model)), 2i+1: cos.

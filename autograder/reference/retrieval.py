@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The exercise contract (docs/ARCHITECTURE.md, "The trust boundary"): the lesson that asks
+# learners to write each kernel here. While that lesson, or an earlier one, is graded, the
+# sandbox withholds it.
+TAUGHT_IN = {"softmax": 1, "attend": 1}
+
 
 def softmax(x, axis: int = -1) -> np.ndarray:
     """Softmax along `axis`, stable for large inputs: subtract the max before exp (float64)."""
