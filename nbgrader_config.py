@@ -99,3 +99,13 @@ try:
     c.GenerateFeedback.HTMLExporter.sanitize_html = True
 except ImportError:  # the course package is not installed here: nbgrader's defaults
     pass
+# Formgrader: under each written answer to grade by hand, the model answer and rubric from
+# the lesson's solution (autograder/grading/model_answers.py). It acts on formgrader's page
+# only; feedback's exporter gets no such preprocessor.
+try:
+    from autograder.grading.model_answers import ShowModelAnswers
+
+    c.HTMLExporter.preprocessors = [ShowModelAnswers]
+    c.GenerateFeedback.HTMLExporter.preprocessors = []
+except ImportError:
+    pass

@@ -240,6 +240,21 @@ def test_formgrader_opens_a_graded_class(tmp_path, chromium):
         assert "Submission 1 / 2" in page.locator("body").inner_text()
         manual = [c for c in _graded_cells(lesson.source) if not c["auto"]]
         assert page.locator("input.score").count() >= len(manual) > 0
+        # the model answer and rubric stand under the learner's answer, for the instructor
+        from autograder.grading.model_answers import model_answers
+
+        answers = model_answers(lesson.source)
+        assert len(answers) == len(manual)
+        body = page.locator("body").inner_text()
+        assert body.count("Model answer and rubric") == len(manual)
+        for answer in answers.values():
+            assert answer.splitlines()[0].replace("*", "").strip()[:60] in body
+        # ... and never in a learner's feedback (blaise handed in the release untouched)
+        feedback = (tmp_path / "graded" / "feedback" / "blaise" / lesson.name /
+                    f"{lesson.name}.html").read_text()
+        assert "Model answer and rubric" not in feedback
+        assert not any(a.splitlines()[0].replace("*", "").strip()[:60] in feedback
+                       for a in answers.values())
         context.close()
     finally:
         server.stop()
