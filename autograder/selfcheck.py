@@ -46,7 +46,6 @@ from .course import CourseError, Lesson, lesson_of_notebook, read_notebook
 
 STUDENT = "self"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-SOLUTION_MARKERS = re.compile(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$", re.MULTILINE)
 # imported by the check's kernel before the learner's first cell (into sys.modules only,
 # never into the notebook's namespace): what every lesson's first cell imports
 PRELOAD = ("numpy", "torch", "matplotlib.pyplot", "ipywidgets", "autograder.checks",
@@ -152,19 +151,10 @@ def _version_key(lesson: Lesson) -> str:
     here = Path(__file__).parent
     h = hashlib.sha256(f"{__version__} nbgrader {nbgrader.__version__}".encode())
     for path in [*_files(lesson.source_dir), ROOT / "nbgrader_config.py",
-                 here / "selfcheck.py", here / "build.py", here / "course.py"]:
+                 here / "selfcheck.py", here / "build.py", here / "course.py",
+                 here / "grading" / "model_answers.py"]:
         h.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def _model_answers(source) -> dict[str, str]:
-    """Written-answer cells of the solution: grade id -> model answer and rubric."""
-    answers = {}
-    for cell in source.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "markdown" and meta.get("solution") and meta.get("grade"):
-            answers[meta["grade_id"]] = SOLUTION_MARKERS.sub("", cell.source).strip()
-    return answers
 
 
 def _build(lesson: Lesson, dest: Path) -> None:
@@ -183,7 +173,9 @@ def _build(lesson: Lesson, dest: Path) -> None:
                  force=True, create=True)
     with Gradebook(f"sqlite:///{dest / 'gradebook.db'}"):
         pass  # nbgrader's preprocessors open it with the default course id: add it now
-    (dest / "answers.json").write_text(json.dumps(_model_answers(nb)), encoding="utf-8")
+    from .grading.model_answers import model_answers
+
+    (dest / "answers.json").write_text(json.dumps(model_answers(nb)), encoding="utf-8")
 
 
 def prepared(lesson: Lesson) -> Path:

@@ -14,6 +14,7 @@ import pytest
 
 import autograder.selfcheck as selfcheck
 from autograder.course import Lesson, find_lesson
+from autograder.grading.model_answers import model_answers
 from autograder.selfcheck import format_report, grade_notebook
 
 
@@ -115,7 +116,7 @@ def test_written_answer_is_shown_beside_the_model_answer_once_written():
     """Untouched: today's line, listed as unanswered, no model answer. Written: the learner's
     text and the solution's model answer and rubric, in the report and its JSON."""
     lesson = find_lesson("03")
-    answers = selfcheck._model_answers(nbformat.read(lesson.source, as_version=4))
+    answers = model_answers(nbformat.read(lesson.source, as_version=4))
     untouched = selfcheck._report(lesson, nbformat.read(lesson.release, as_version=4), answers)
     nb, grade_id = _answered_release(lesson, "Several heads can look at several places.")
     written = selfcheck._report(lesson, nb, answers)
@@ -147,7 +148,7 @@ def test_in_notebook_self_check_shows_the_model_answer(monkeypatch, capsys):
     from attnlab.selfcheck import show_report
 
     lesson = find_lesson("03")
-    answers = selfcheck._model_answers(nbformat.read(lesson.source, as_version=4))
+    answers = model_answers(nbformat.read(lesson.source, as_version=4))
     nb, grade_id = _answered_release(lesson, "My own answer.")
     report = json.loads(json.dumps(selfcheck._report(lesson, nb, answers).to_json()))
     shown = []

@@ -13,6 +13,7 @@ feedback. So the preprocessor acts only on formgrader's page (its resources name
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -20,7 +21,7 @@ from nbconvert.preprocessors import Preprocessor
 
 from ..course import lessons
 
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+SOLUTION_MARKERS = re.compile(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$", re.MULTILINE)
 MARK = "attnlab_model_answer"
 
 
@@ -35,16 +36,16 @@ def _source_notebook(assignment: str, notebook: str) -> Path | None:
     return None
 
 
-def model_answers(source: Path) -> dict[str, str]:
-    """grade id -> model answer and rubric, for each written answer of a source notebook."""
+def model_answers(source: Path | nbformat.NotebookNode) -> dict[str, str]:
+    """grade id -> model answer and rubric, for each written answer of a source notebook
+    (also what ``check`` shows a learner beside their own written answer)."""
+    nb = source if isinstance(source, nbformat.NotebookNode) else \
+        nbformat.read(source, as_version=4)
     answers = {}
-    for cell in nbformat.read(source, as_version=4).cells:
+    for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "markdown" and meta.get("solution") and meta.get("grade"):
-            text = cell.source
-            for marker in SOLUTION_MARKERS:
-                text = text.replace(marker, "")
-            answers[meta["grade_id"]] = text.strip()
+            answers[meta["grade_id"]] = SOLUTION_MARKERS.sub("", cell.source).strip()
     return answers
 
 
