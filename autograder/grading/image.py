@@ -434,7 +434,11 @@ def build_image(lesson: Lesson, images: Path) -> tuple[Path, list[str]]:
     (tmp / "autograder" / "checks").mkdir(parents=True)
     (tmp / "autograder" / "reference").mkdir(parents=True)
     shutil.copyfile(src / "__init__.py", tmp / "autograder" / "__init__.py")
-    shutil.copyfile(src / "checks" / "_core.py", tmp / "autograder" / "checks" / "_core.py")
+    # the kernel-side toolkits: every checks/_*.py except the trusted ones, which say
+    # "verdict" in their name (_verdict.py, _module_verdicts.py, ...)
+    for toolkit in sorted((src / "checks").glob("_*.py")):
+        if "verdict" not in toolkit.name and toolkit.name != "__init__.py":
+            shutil.copyfile(toolkit, tmp / "autograder" / "checks" / toolkit.name)
     shutil.copyfile(HERE / "codec.py", tmp / "autograder" / "checks" / "_record_codec.py")
     (tmp / "autograder" / "checks" / "__init__.py").write_text(CHECKS_INIT)
     # TRANSITION: _verdict travels while _core still re-exports it for unsplit lessons
