@@ -168,7 +168,7 @@ def layout(hub_dir: Path, instructor: str, course_seed: Path | None = None) -> d
     """The hub's folders, with the tightest permissions nbgrader's exchange still works with.
 
     ``state/`` (hub database, cookie secret, passwords) is root's alone. ``course/`` (source,
-    gradebook, submitted/, autograded/, feedback/) belongs to the instructors' group. The
+    gradebook, submitted/, autograded/, graded/feedback/) belongs to the instructors' group. The
     exchange root must be world-writable for nbgrader (it resets any other mode), so it sits
     inside ``class/``, which only class members can traverse; it carries the sticky bit so
     no one can rename or delete another's entry, and the course's exchange folder is made
