@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -11,10 +10,12 @@ import torch.nn.functional as F
 import attnlab
 from attnlab import MultiHeadAttention
 from attnlab.minilm import course_layer_from_bert
-from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks import REGISTRY
+
+from .wrong_answers import fails, passes, row_test
 
 LESSON09 = sorted(cid for cid, c in REGISTRY.items()
-                  if c.record.__module__.endswith("lesson09"))
+                  if c.record.__module__ == "autograder.checks.lesson09.cases")
 LAYER_IDS = [cid for cid in LESSON09 if cid.startswith(("bert_layer.", "minilm."))]
 TO_IDS = [cid for cid in LESSON09 if cid.startswith("attention_to.")]
 
@@ -150,60 +151,46 @@ def own_classes_default_eps(weights, n_heads):
     return make_layer(weights, n_heads, cls=MyEncoderLayer, eps=1e-5)
 
 
-@pytest.mark.parametrize("fn", [good_layer, own_classes], ids=["course classes", "own classes"])
-def test_correct_mappings_pass_every_check(fn):
-    """Does a correct mapping pass every layer check, with the course's or a learner's classes?"""
-    for cid in LAYER_IDS:
-        check(cid, fn)
+QK = ("attention.self.query", "attention.self.key")
+NORMS = ("attention.output.LayerNorm", "output.LayerNorm")
+VALUE_OUT = ("attention.self.value", "attention.output.dense")
 
-
-def test_untouched_mapping_is_not_written_yet():
-    """Does the untouched exercise get 'not written yet' from every layer check?"""
-    for cid in LAYER_IDS:
-        with pytest.raises(CheckFailed, match="not written yet"):
-            check(cid, not_written)
-
-
-@pytest.mark.parametrize("cid, fn, message", [
-    ("bert_layer.weights", swapped("attention.self.query", "attention.self.key"),
+WRONG_MAPPINGS = [
+    ("bert_layer.weights", swapped(*QK), "query-key-swapped",
      "holds BERT.s `attention.self.key.weight`.*query and key are swapped"),
-    ("bert_layer.weights", swapped("attention.output.LayerNorm", "output.LayerNorm"),
-     "the two LayerNorms are swapped"),
-    ("bert_layer.weights", swapped("attention.self.value", "attention.output.dense"),
+    ("bert_layer.weights", swapped(*NORMS), "norms-swapped", "the two LayerNorms are swapped"),
+    ("bert_layer.weights", swapped(*VALUE_OUT), "value-out-swapped",
      "value and output projections are swapped"),
-    ("bert_layer.weights", transposed_attention, "transposed.*without .T"),
-    ("bert_layer.weights", transposed_everything, "did not fit.*without .T"),
-    ("bert_layer.weights", returns_state_dict, "returned an OrderedDict.*the layer itself"),
-    ("bert_layer.weights", forgets_return, "returned None"),
-    ("bert_layer.weights", full_names, "KeyError.*without the encoder.layer.N. prefix"),
-    ("bert_layer.weights", calls_course, "course's own mapping"),
-    ("bert_layer.config", default_eps, "eps = 1e-5, PyTorch.s default.*eps=1e-12"),
-    ("bert_layer.config", own_classes_default_eps, "eps = 1e-5"),
-    ("bert_layer.config", relu, "uses ReLU.*exact GELU"),
-    ("bert_layer.config", pre_norm, "pre-norm.*norm_first=False"),
-    ("bert_layer.forward", pre_norm, "pre-norm"),
-    ("bert_layer.forward", relu, "ReLU"),
-    ("bert_layer.forward", swapped("attention.self.query", "attention.self.key"),
-     "query and key swapped"),
-    ("bert_layer.forward", swapped("attention.output.LayerNorm", "output.LayerNorm"),
-     "LayerNorms swapped"),
-    ("minilm.hidden_states", relu, "differ from the real model's"),
-])
-def test_mapping_mistakes_get_their_message(cid, fn, message):
-    """Does each realistic mapping mistake fail its check with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+    ("bert_layer.weights", transposed_attention, "", "transposed.*without .T"),
+    ("bert_layer.weights", transposed_everything, "", "did not fit.*without .T"),
+    ("bert_layer.weights", returns_state_dict, "", "returned an OrderedDict.*the layer itself"),
+    ("bert_layer.weights", forgets_return, "", "returned None"),
+    ("bert_layer.weights", full_names, "", "KeyError.*without the encoder.layer.N. prefix"),
+    ("bert_layer.weights", calls_course, "", "course's own mapping"),
+    ("bert_layer.config", default_eps, "", "eps = 1e-5, PyTorch.s default.*eps=1e-12"),
+    ("bert_layer.config", own_classes_default_eps, "", "eps = 1e-5"),
+    ("bert_layer.config", relu, "", "uses ReLU.*exact GELU"),
+    ("bert_layer.config", pre_norm, "", "pre-norm.*norm_first=False"),
+    ("bert_layer.forward", pre_norm, "", "pre-norm"),
+    ("bert_layer.forward", relu, "", "ReLU"),
+    ("bert_layer.forward", swapped(*QK), "query-key-swapped", "query and key swapped"),
+    ("bert_layer.forward", swapped(*NORMS), "norms-swapped", "LayerNorms swapped"),
+    ("minilm.hidden_states", relu, "", "differ from the real model's"),
+]
 
-
-def test_layer_eps_alone_stays_inside_the_model_tolerance():
-    """Is eps = 1e-5 in the layers below 1e-4 on MiniLM (so the config check must catch it)?"""
-    check("minilm.hidden_states", default_eps)
-
-
-def test_query_key_swap_keeps_the_config_check():
-    """Does a mapping mistake cost only the checks that see it (config still passes)?"""
-    check("bert_layer.config", swapped("attention.self.query", "attention.self.key"))
-    check("bert_layer.config", swapped("attention.output.LayerNorm", "output.LayerNorm"))
+MAPPING_ROWS = [
+    # a correct mapping passes every layer check, with the course's or a learner's classes
+    *passes(good_layer, *LAYER_IDS, name="course-classes"),
+    *passes(own_classes, *LAYER_IDS, name="own-classes"),
+    # the untouched exercise is "not written yet" everywhere
+    *[fails(not_written, cid, "not written yet") for cid in LAYER_IDS],
+    *[fails(fn, cid, message, name=name) for cid, fn, name, message in WRONG_MAPPINGS],
+    # eps = 1e-5 in the layers stays below 1e-4 on MiniLM (so the config check must catch it)
+    *passes(default_eps, "minilm.hidden_states"),
+    # a mapping mistake costs only the checks that see it (config still passes)
+    *passes(swapped(*QK), "bert_layer.config", name="query-key-swapped"),
+    *passes(swapped(*NORMS), "bert_layer.config", name="norms-swapped"),
+]
 
 
 # --------------------------------------------------------------------------- attention_to
@@ -304,20 +291,7 @@ def calls_course_to(tokens, weights, word):
     return attnlab.attention_to(tokens, weights, word)
 
 
-def test_correct_attention_to_passes_every_check():
-    """Does a correct attention_to (numpy, stable argsort) pass every attention_to check?"""
-    for cid in TO_IDS:
-        check(cid, good_to)
-
-
-def test_untouched_attention_to_is_not_written_yet():
-    """Does the untouched exercise get 'not written yet' from every attention_to check?"""
-    for cid in TO_IDS:
-        with pytest.raises(CheckFailed, match="not written yet"):
-            check(cid, not_written)
-
-
-@pytest.mark.parametrize("cid, fn, message", [
+WRONG_TO = [
     ("attention_to.row", ascending, "smallest weight up"),
     ("attention_to.row", column, "COLUMN.*ROW, weights\\[i\\]"),
     ("attention_to.row", indices, "positions \\(integers\\) instead of tokens"),
@@ -333,19 +307,25 @@ def test_untouched_attention_to_is_not_written_yet():
     ("attention_to.pairs", numpy_scalars, "float32, not a Python float"),
     ("attention_to.missing", silent_when_missing, "returned an answer.*not in the sentence"),
     ("attention_to.missing", index_error_when_missing, "IndexError.*does not say which word"),
-])
-def test_attention_to_mistakes_get_their_message(cid, fn, message):
-    """Does each realistic attention_to mistake fail its check with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+]
+
+TO_ROWS = [
+    *passes(good_to, *TO_IDS),  # numpy, stable argsort
+    *[fails(not_written, cid, "not written yet") for cid in TO_IDS],
+    *[fails(fn, cid, message) for cid, fn, message in WRONG_TO],
+    # a learner who forgets float() is told so once (pairs), not also on the values
+    *passes(tensors_not_floats, "attention_to.row"),
+]
 
 
-def test_weights_as_tensors_still_pass_the_values_check():
-    """Is a learner who forgets float() told so once (pairs), not also on the values?"""
-    check("attention_to.row", tensors_not_floats)
+# --------------------------------------------------------------------------- the rows
+
+ROWS = [*MAPPING_ROWS, *TO_ROWS]
+
+test_row = row_test(ROWS)
 
 
 def test_every_lesson09_check_is_exercised():
-    """Does this file cover every check id the lesson registers?"""
+    """Are lesson 09's check ids the six layer checks and the four attention_to checks?"""
     assert set(LESSON09) == set(LAYER_IDS) | set(TO_IDS)
     assert len(LAYER_IDS) == 6 and len(TO_IDS) == 4

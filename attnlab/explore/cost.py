@@ -9,18 +9,19 @@ operating system's view (peak resident memory of a fresh process).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from autograder.reference.pretrained import one_thread  # one copy: MiniLM runs on it too
 
 
 class PeakMemory(TorchDispatchMode):
@@ -66,17 +67,6 @@ class PeakMemory(TorchDispatchMode):
                 self.peak = max(self.peak, self.now)
             weakref.finalize(t, self._release, address)
         return out
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on a single CPU thread inside the block (timings on a shared machine steady)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def peak_bytes(fn: Callable, *args) -> int:

@@ -1,33 +1,22 @@
-"""Checks for lesson 09, interpreting attention: ``layer_from_bert`` and ``attention_to``.
+"""Lesson 09's verdicts: reference oracles, known mistakes and messages (trusted side only).
 
-``layer_from_bert(weights, n_heads)`` turns one BERT layer's tensors (BERT's names, e.g.
-``attention.self.query.weight``) into the course's post-norm EncoderLayer. ``record`` calls it
-on a fixed-seed, small BERT-like layer (restoring the global random stream afterwards) and
-keeps the layer's parameters (through the contract's names ``self_attn.q_proj`` ...
-``norm2``), what its norms and feed-forward do, and its forward pass; ``compare`` rebuilds
-the same BERT tensors and judges each part: where every tensor went, the configuration BERT
-needs (post-norm, exact GELU, eps = 1e-12), and the layer's output against the course's
-reference mapping (proven against transformers and sentence-transformers in
-tests/test_minilm.py). ``minilm.hidden_states`` runs the learner's mapping on the real
-all-MiniLM-L6-v2.
-
-``attention_to(tokens, weights, word)`` is called on fixed-seed weight matrices; its answer is
-recorded as plain data (tokens, numbers, and the types they came in) and compared with the
-reference.
+``layer_from_bert``: the same BERT tensors are rebuilt and each part judged: where every
+tensor went, the configuration BERT needs (post-norm, exact GELU, eps = 1e-12), and the
+layer's output against the course's reference mapping (proven against transformers and
+sentence-transformers in tests/test_minilm.py). ``attention_to``: the recorded answer against
+the reference, with the known mistakes named.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.minilm import (
+from autograder.reference import EncoderLayer as RefEncoder
+from autograder.reference import attention_to as ref_attention_to
+from autograder.reference.pretrained import (
     BERT_TO_COURSE,
     MiniLMEncoder,
     MiniLMMissing,
@@ -35,142 +24,49 @@ from attnlab.minilm import (
     load_minilm,
     tokenize,
 )
-from autograder.reference import EncoderLayer as RefEncoder
-from autograder.reference import attention_to as ref_attention_to
 
-from ._core import (
-    Guard,
+from .._verdict import (
     as_array,
-    call,
     check_outcome,
     close,
     expect_finite,
     expect_shape,
     fail,
     fmt,
-    get_path,
-    register,
     unpack_pair,
+)
+from .cases import (
+    CONFIG_CASES,
+    FORWARD_CASES,
+    FORWARD_HIDDEN_CASES,
+    MINILM_SENTENCES,
+    MISSING_CASES,
+    PARAMS,
+    ROW_CASES,
+    ROW_HIDDEN_CASES,
+    TYPE_CASES,
+    WEIGHT_CASES,
+    WEIGHT_HIDDEN_CASES,
+    BertCase,
+    ToCase,
+    bert_weights,
+    ff_input,
+    flat_vectors,
+    layer_inputs,
+    to_np,
+    to_weights,
 )
 
 MAP = "Your layer_from_bert"
 LAYER = "The layer from your layer_from_bert"
 TO = "Your attention_to"
-PARAMS = [f"{ours}.{p}" for ours in BERT_TO_COURSE.values() for p in ("weight", "bias")]
 COURSE_TO_BERT = {f"{ours}.{p}": f"{bert}.{p}" for bert, ours in BERT_TO_COURSE.items()
                   for p in ("weight", "bias")}
 NO_TRANSPOSE = ("nn.Linear stores its weight as (out_features, in_features), exactly as BERT "
                 "does: copy each tensor as it is, without .T.")
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
 # ============================================================================= layer_from_bert
-
-
-def _map_guard() -> Guard:
-    return Guard((), [("the course's own mapping (attnlab.minilm.course_layer_from_bert)",
-                       course_layer_from_bert)])
-
-
-@dataclass(frozen=True)
-class BertCase:
-    desc: str
-    d_model: int
-    n_heads: int
-    d_ff: int
-    B: int
-    L: int
-    seed: int
-    padding: bool = True  # the second batch item has padding at the end
-
-
-def _bert_weights(case: BertCase) -> dict[str, Tensor]:
-    """A random BERT-like layer, BERT's names: Linear weights (out, in), LayerNorms near 1, 0."""
-    g = torch.Generator().manual_seed(case.seed)
-    d, h = case.d_model, case.d_ff
-    shapes = {"attention.self.query": (d, d), "attention.self.key": (d, d),
-              "attention.self.value": (d, d), "attention.output.dense": (d, d),
-              "intermediate.dense": (h, d), "output.dense": (d, h)}
-    weights = {}
-    for name in BERT_TO_COURSE:
-        if name in shapes:
-            out_f, in_f = shapes[name]
-            scale = 1.5 / math.sqrt(in_f)
-            weights[f"{name}.weight"] = scale * torch.randn(out_f, in_f, generator=g)
-            weights[f"{name}.bias"] = 0.3 * torch.randn(out_f, generator=g)
-        else:  # a LayerNorm
-            weights[f"{name}.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
-            weights[f"{name}.bias"] = 0.3 * torch.randn(d, generator=g)
-    return weights
-
-
-def _inputs(case: BertCase) -> tuple[Tensor, Tensor | None]:
-    g = torch.Generator().manual_seed(case.seed + 1)
-    x = torch.randn(case.B, case.L, case.d_model, generator=g)  # (B, L, d_model)
-    if not case.padding:
-        return x, None
-    lengths = torch.full((case.B,), case.L)
-    lengths[1:] = torch.randint(1, case.L, (case.B - 1,), generator=g)
-    mask = torch.arange(case.L) < lengths[:, None]  # (B, L): True on real tokens
-    return x, mask[:, None, None, :]  # (B, 1, 1, L): True = may attend
-
-
-def _flat(case: BertCase) -> Tensor:
-    """Nearly constant vectors (variance about 1e-8): eps = 1e-12 and 1e-5 differ plainly."""
-    g = torch.Generator().manual_seed(case.seed + 2)
-    return 1e-4 * torch.randn(3, case.d_model, generator=g) + 1e-5  # (3, d_model)
-
-
-def _ff_input(case: BertCase) -> Tensor:
-    g = torch.Generator().manual_seed(case.seed + 3)
-    return 1.5 * torch.randn(2, 3, case.d_model, generator=g)  # (2, 3, d_model)
-
-
-def _record_layer_case(fn, case: BertCase) -> dict:
-    holder: dict = {}
-
-    def build(weights: dict, n_heads: int) -> object:
-        with torch.random.fork_rng():  # their EncoderLayer's init draws from the global stream
-            holder["layer"] = fn(weights, n_heads)
-        return holder["layer"]
-
-    info: dict = {"build": call(build, _bert_weights(case), case.n_heads, guard=_map_guard())}
-    layer = holder.get("layer")
-    info["kind"] = type(layer).__name__
-    info["module"] = isinstance(layer, nn.Module)
-    if not info["module"]:
-        return info
-    params = {}
-    for path in PARAMS:
-        try:
-            value = get_path(layer, path)
-        except Exception:  # AttributeError, or a property that raises
-            params[path] = "missing"
-            continue
-        params[path] = (_np(value).copy() if isinstance(value, torch.Tensor)
-                        else f"not a tensor ({type(value).__name__})")
-    info["params"] = params
-    parts = {}
-    for name in ("norm1", "norm2"):
-        part = getattr(layer, name, None)
-        parts[name] = call(part, _flat(case)) if callable(part) else None
-    ff = getattr(layer, "ff", None)
-    parts["ff"] = call(ff, _ff_input(case)) if callable(ff) else None
-    info["parts"] = parts
-    x, mask = _inputs(case)
-    info["forward"] = call(layer, x, guard=_map_guard())
-    info["masked"] = call(lambda x, mask: layer(x, mask, return_weights=True), x, mask,
-                          guard=_map_guard())
-    return info
-
-
-def _record_layer(cases: list[BertCase]):
-    def record(fn) -> dict:
-        return {case.desc: _record_layer_case(fn, case) for case in cases}
-    return record
 
 
 def _checked_build(info: dict, case: BertCase) -> None:
@@ -197,7 +93,7 @@ def _checked_build(info: dict, case: BertCase) -> None:
 
 def _layer_params(info: dict, case: BertCase) -> dict[str, np.ndarray]:
     """Every contract parameter present, a tensor, the right shape; returns them."""
-    want = _bert_weights(case)
+    want = bert_weights(case)
     params = {}
     for path in PARAMS:
         value = info["params"][path]
@@ -249,7 +145,7 @@ def _compare_weights(cases: list[BertCase]):
             info = rec[case.desc]
             _checked_build(info, case)
             params = _layer_params(info, case)
-            bert = {k: _np(v) for k, v in _bert_weights(case).items()}
+            bert = {k: to_np(v) for k, v in bert_weights(case).items()}
             for path in PARAMS:
                 got, name = params[path], COURSE_TO_BERT[path]
                 if close(got, bert[name], atol=1e-6, rtol=1e-6):
@@ -297,7 +193,7 @@ def _ff(case: BertCase, params: dict[str, np.ndarray], act) -> np.ndarray:
     """linear2(act(linear1(u))) with the learner's own recorded ff weights."""
     w1, b1 = _their(params, "ff.linear1.weight"), _their(params, "ff.linear1.bias")
     w2, b2 = _their(params, "ff.linear2.weight"), _their(params, "ff.linear2.bias")
-    return _np(act(_ff_input(case) @ w1.T + b1) @ w2.T + b2)
+    return to_np(act(ff_input(case) @ w1.T + b1) @ w2.T + b2)
 
 
 GELU_TANH = lambda t: F.gelu(t, approximate="tanh")
@@ -317,11 +213,11 @@ def _compare_config(cases: list[BertCase]):
                 got = as_array(check_outcome(out, f"The layer's {name}", case.desc),
                                f"The layer's {name}")
                 w, b = _their(params, f"{name}.weight"), _their(params, f"{name}.bias")
-                z = _flat(case)
-                if close(got, _np(_ln(z, w, b, 1e-12)), atol=1e-4, rtol=1e-3):
+                z = flat_vectors(case)
+                if close(got, to_np(_ln(z, w, b, 1e-12)), atol=1e-4, rtol=1e-3):
                     continue
                 for eps, text in ((1e-5, "1e-5, PyTorch's default"), (1e-6, "1e-6")):
-                    if close(got, _np(_ln(z, w, b, eps)), atol=1e-4, rtol=1e-3):
+                    if close(got, to_np(_ln(z, w, b, eps)), atol=1e-4, rtol=1e-3):
                         fail(f"The layer's {name} uses eps = {text} ({case.desc}). BERT's "
                              "LayerNorms use eps = 1e-12 (config.json: layer_norm_eps): "
                              "build the layer with EncoderLayer(..., eps=1e-12). The "
@@ -345,12 +241,12 @@ def _compare_config(cases: list[BertCase]):
                 fail(f"The layer's feed-forward is not linear2(gelu(linear1(x))) with its own "
                      f"weights ({case.desc}). Build the layer with activation=\"gelu\".")
             state = {path: _their(params, path) for path in PARAMS}
-            x, _ = _inputs(case)
+            x, _ = layer_inputs(case)
             got = as_array(check_outcome(info["forward"], LAYER, case.desc), LAYER)
             expect_shape(got, tuple(x.shape), "The output of your layer", case.desc)
             with torch.no_grad():
-                post = _np(_ref_layer(state, case)(x))
-                pre = _np(_ref_layer(state, case, norm_first=True)(x))
+                post = to_np(_ref_layer(state, case)(x))
+                pre = to_np(_ref_layer(state, case, norm_first=True)(x))
             if close(got, post, atol=1e-4):
                 continue
             if close(got, pre, atol=1e-4):
@@ -365,8 +261,8 @@ def _compare_config(cases: list[BertCase]):
 
 def _forward_mistakes(case: BertCase) -> list[tuple[str, Tensor]]:
     """The layer's output for each known mapping mistake (all on the masked input)."""
-    bert = _bert_weights(case)
-    x, mask = _inputs(case)
+    bert = bert_weights(case)
+    x, mask = layer_inputs(case)
 
     def course_state(rename: dict[str, str] | None = None) -> dict[str, Tensor]:
         rename = rename or {}
@@ -406,10 +302,10 @@ def _compare_forward(cases: list[BertCase]):
             what = f"{LAYER}, called with a padding mask and return_weights=True"
             out, weights = unpack_pair(check_outcome(info["masked"], what, case.desc), what,
                                        case=case.desc)
-            x, mask = _inputs(case)
+            x, mask = layer_inputs(case)
             with torch.no_grad():
-                ref = course_layer_from_bert(_bert_weights(case), case.n_heads)
-                want_out, want_w = (_np(t) for t in ref(x, mask, return_weights=True))
+                ref = course_layer_from_bert(bert_weights(case), case.n_heads)
+                want_out, want_w = (to_np(t) for t in ref(x, mask, return_weights=True))
             expect_shape(out, want_out.shape, "The output of your layer", case.desc)
             expect_shape(weights, want_w.shape, "The attention weights of your layer",
                          case.desc, hint="They should be per head: (B, H, L, L).")
@@ -417,7 +313,7 @@ def _compare_forward(cases: list[BertCase]):
             if close(out, want_out, atol=1e-4) and close(weights, want_w, atol=1e-5):
                 continue
             for message, (wrong_out, _) in _forward_mistakes(case):
-                if close(out, _np(wrong_out), atol=1e-4):
+                if close(out, to_np(wrong_out), atol=1e-4):
                     fail(f"{LAYER} does not compute BERT's layer ({case.desc}). {message}")
             err = float(np.abs(out - want_out).max())
             fail(f"{LAYER} does not compute BERT's layer ({case.desc}): largest difference "
@@ -426,58 +322,7 @@ def _compare_forward(cases: list[BertCase]):
     return compare
 
 
-WEIGHT_CASES = [
-    BertCase("a BERT-like layer with d_model=8, 2 heads, d_ff=24", 8, 2, 24, 2, 5, 901),
-]
-WEIGHT_HIDDEN_CASES = [
-    BertCase("a BERT-like layer with d_model=12, 3 heads, d_ff=20", 12, 3, 20, 2, 4, 9901),
-]
-CONFIG_CASES = [
-    BertCase("a BERT-like layer with d_model=8, 2 heads, d_ff=24", 8, 2, 24, 2, 5, 911),
-]
-FORWARD_CASES = [
-    BertCase("d_model=8, 2 heads, d_ff=24, B=2, L=5, the second sentence padded", 8, 2, 24,
-             2, 5, 921),
-]
-FORWARD_HIDDEN_CASES = [
-    BertCase("d_model=32, 4 heads, d_ff=64, B=3, L=7, padded sentences", 32, 4, 64, 3, 7,
-             9921),
-    BertCase("d_model=12, 3 heads, d_ff=48, a single token", 12, 3, 48, 1, 1, 9922,
-             padding=False),
-]
-
-register("bert_layer.weights", "layer_from_bert: every BERT tensor lands in its place, "
-         "untransposed", _record_layer(WEIGHT_CASES), _compare_weights(WEIGHT_CASES))
-register("bert_layer.weights_hidden", "layer_from_bert: another layer size",
-         _record_layer(WEIGHT_HIDDEN_CASES), _compare_weights(WEIGHT_HIDDEN_CASES))
-register("bert_layer.config", "layer_from_bert: post-norm, exact GELU, LayerNorm eps = 1e-12",
-         _record_layer(CONFIG_CASES), _compare_config(CONFIG_CASES))
-register("bert_layer.forward", "layer_from_bert: the layer computes BERT's layer, padding "
-         "mask included", _record_layer(FORWARD_CASES), _compare_forward(FORWARD_CASES))
-register("bert_layer.forward_hidden", "layer_from_bert: a wider layer and a single token",
-         _record_layer(FORWARD_HIDDEN_CASES), _compare_forward(FORWARD_HIDDEN_CASES))
-
-
 # ----- the real model: six of the learner's layers on all-MiniLM-L6-v2
-
-MINILM_SENTENCES = ("The trophy did not fit in the suitcase because it was too big.",
-                    "It was too small.")
-
-
-def _record_minilm(fn) -> dict:
-    holder: dict = {}
-
-    def run() -> None:
-        tokenizer, config, state = load_minilm()
-        with torch.random.fork_rng():
-            encoder = MiniLMEncoder(config, state, fn)
-        ids, real, _ = tokenize(tokenizer, MINILM_SENTENCES)
-        with torch.no_grad():
-            holder["hidden"] = encoder(ids, real)[0]  # (B, L, d_model)
-
-    out = call(run, guard=_map_guard())
-    return {"run": out, "hidden": _np(holder["hidden"]) if "hidden" in holder else None}
-
 
 def _compare_minilm(rec: dict) -> None:
     out = rec["run"]
@@ -490,9 +335,9 @@ def _compare_minilm(rec: dict) -> None:
     except MiniLMMissing as exc:
         fail(str(exc))
     ids, real, _ = tokenize(tokenizer, MINILM_SENTENCES)
-    keep = _np(real)[..., None]
+    keep = to_np(real)[..., None]
     with torch.no_grad():
-        want = _np(MiniLMEncoder(config, state)(ids, real)[0])
+        want = to_np(MiniLMEncoder(config, state)(ids, real)[0])
     expect_shape(got, want.shape, "MiniLM's hidden states with your layers", "2 sentences")
     expect_finite(got, "MiniLM's hidden states with your layers", "2 sentences")
     err = float(np.abs((got - want) * keep).max())
@@ -502,90 +347,11 @@ def _compare_minilm(rec: dict) -> None:
              "differs.")
 
 
-register("minilm.hidden_states", "layer_from_bert: all-MiniLM-L6-v2 built from your layers "
-         "gives the real model's hidden states (to 1e-4)", _record_minilm, _compare_minilm)
-
-
 # ============================================================================= attention_to
 
 
-def _to_guard() -> Guard:
-    return Guard((), [("the course's own attention_to (attnlab)", ref_attention_to)])
-
-
-SENTENCE = ("[CLS]", "the", "trophy", "did", "not", "fit", "in", "the", "suitcase", "because",
-            "it", "was", "too", "big", ".", "[SEP]")
-CAT = ("[CLS]", "the", "cat", "sat", "on", "the", "mat", "because", "it", "was", "tired", ".",
-       "[SEP]")
-
-
-@dataclass(frozen=True)
-class ToCase:
-    desc: str
-    tokens: tuple[str, ...]
-    word: str
-    seed: int
-    kind: str = "torch"  # "torch": float32 tensor; "numpy": float64 array
-
-
-def _weights(case: ToCase):
-    L = len(case.tokens)
-    g = torch.Generator().manual_seed(case.seed)
-    w = torch.softmax(2.0 * torch.randn(L, L, generator=g), dim=-1)  # (L, L), rows sum to 1
-    return w.double().numpy() if case.kind == "numpy" else w
-
-
-def _value(v) -> tuple[str, object]:
-    """A returned item as plain data: ("str", s), ("int", n), ("num", x) or ("other", repr)."""
-    if isinstance(v, str):
-        return ("str", str(v))
-    if isinstance(v, (bool, np.bool_)):
-        return ("other", repr(v))
-    if isinstance(v, (int, np.integer)):
-        return ("int", int(v))
-    if hasattr(v, "detach") and getattr(v, "ndim", 1) == 0:
-        return ("int", int(v)) if not v.is_floating_point() else ("num", float(v))
-    try:
-        return ("num", float(v))
-    except Exception:  # anything else
-        return ("other", repr(v)[:60])
-
-
-def _describe(result) -> dict:
-    """What attention_to returned, as plain data with the Python types it came in."""
-    kind = type(result).__name__
-    if not isinstance(result, (list, tuple)):
-        return {"container": kind, "items": None}
-    items = []
-    for item in list(result)[:200]:
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            items.append({"pair": True, "first": _value(item[0]),
-                          "second": _value(item[1]), "second_type": type(item[1]).__name__,
-                          "is_float": isinstance(item[1], float)})
-        else:
-            items.append({"pair": False, "type": type(item).__name__,
-                          "value": _value(item)})
-    return {"container": kind, "items": items, "length": len(result)}
-
-
-def _record_to_case(fn, case: ToCase) -> dict:
-    holder: dict = {}
-
-    def capture(tokens, weights, word) -> None:
-        holder["result"] = fn(tokens, weights, word)
-
-    out = call(capture, list(case.tokens), _weights(case), case.word, guard=_to_guard())
-    return {"call": out, "result": _describe(holder["result"]) if "result" in holder else None}
-
-
-def _record_to(cases: list[ToCase]):
-    def record(fn) -> dict:
-        return {case.desc: _record_to_case(fn, case) for case in cases}
-    return record
-
-
 def _reference(case: ToCase, column: bool = False, index: int | None = None):
-    w = np.asarray(_weights(case), dtype=np.float64)
+    w = np.asarray(to_weights(case), dtype=np.float64)
     if column:
         w = w.T
     if index is not None:  # the row of a given position (a mistake's choice of occurrence)
@@ -672,7 +438,7 @@ def _compare_row(cases: list[ToCase]):
                      "find the word; return the tokens as they are in `tokens`.")
             ascending = list(reversed(want))
             index = [t.lower() for t in case.tokens].index(case.word.lower())
-            row = np.asarray(_weights(case), dtype=np.float64)[index]
+            row = np.asarray(to_weights(case), dtype=np.float64)[index]
             in_order = list(zip(case.tokens, row.tolist(), strict=True))
             mistakes = [
                 ("The pairs are sorted from the smallest weight up: sort largest first, "
@@ -744,28 +510,25 @@ def _compare_missing(cases: list[ToCase]):
     return compare
 
 
-ROW_CASES = [
-    ToCase("the trophy sentence (16 tokens), torch weights, word 'it'", SENTENCE, "it", 931),
-    ToCase("'the cat sat on the mat because it was tired', word 'cat'", CAT, "cat", 932),
-]
-ROW_HIDDEN_CASES = [
-    ToCase("a float64 numpy array, word 'it'", CAT, "it", 9931, kind="numpy"),
-    ToCase("'the' appears twice: the first one counts", SENTENCE, "the", 9932),
-    ToCase("word 'She' for the token 'she'", ("[CLS]", "anna", "said", "she", "was", "late",
-                                             "[SEP]"), "She", 9933),
-    ToCase("the token 'It' (capital) for word 'it'", ("It", "rained", "."), "it", 9934),
-    ToCase("a single token", ("it",), "it", 9935),
-]
-TYPE_CASES = [ToCase("the trophy sentence, torch weights, word 'it'", SENTENCE, "it", 941)]
-MISSING_CASES = [
-    ToCase("word 'suitcase' in the cat sentence", CAT, "suitcase", 951),
-]
-
-register("attention_to.row", "attention_to: the word's row, every token, largest weight first",
-         _record_to(ROW_CASES), _compare_row(ROW_CASES))
-register("attention_to.hidden", "attention_to: numpy input, first occurrence, any case",
-         _record_to(ROW_HIDDEN_CASES), _compare_row(ROW_HIDDEN_CASES))
-register("attention_to.pairs", "attention_to: a list of (str, float) pairs",
-         _record_to(TYPE_CASES), _compare_types(TYPE_CASES))
-register("attention_to.missing", "attention_to: a word that is not there raises a clear error",
-         _record_to(MISSING_CASES), _compare_missing(MISSING_CASES))
+VERDICTS = {
+    "bert_layer.weights": ("layer_from_bert: every BERT tensor lands in its place, "
+                           "untransposed", _compare_weights(WEIGHT_CASES)),
+    "bert_layer.weights_hidden": ("layer_from_bert: another layer size",
+                                  _compare_weights(WEIGHT_HIDDEN_CASES)),
+    "bert_layer.config": ("layer_from_bert: post-norm, exact GELU, LayerNorm eps = 1e-12",
+                          _compare_config(CONFIG_CASES)),
+    "bert_layer.forward": ("layer_from_bert: the layer computes BERT's layer, padding mask "
+                           "included", _compare_forward(FORWARD_CASES)),
+    "bert_layer.forward_hidden": ("layer_from_bert: a wider layer and a single token",
+                                  _compare_forward(FORWARD_HIDDEN_CASES)),
+    "minilm.hidden_states": ("layer_from_bert: all-MiniLM-L6-v2 built from your layers gives "
+                             "the real model's hidden states (to 1e-4)", _compare_minilm),
+    "attention_to.row": ("attention_to: the word's row, every token, largest weight first",
+                         _compare_row(ROW_CASES)),
+    "attention_to.hidden": ("attention_to: numpy input, first occurrence, any case",
+                            _compare_row(ROW_HIDDEN_CASES)),
+    "attention_to.pairs": ("attention_to: a list of (str, float) pairs",
+                           _compare_types(TYPE_CASES)),
+    "attention_to.missing": ("attention_to: a word that is not there raises a clear error",
+                             _compare_missing(MISSING_CASES)),
+}
