@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -10,16 +11,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks.lesson02 import cases
 from autograder.reference import SelfAttention as RefSelfAttention
 from autograder.reference import scaled_dot_product_attention as ref_sdpa
+
+from .wrong_answers import fails, passes, row_test
 
 SDPA_IDS = ("sdpa.values", "sdpa.hidden", "sdpa.mask", "sdpa.mask_hidden", "sdpa.properties")
 HEAD_IDS = ("selfattn.layout", "selfattn.values", "selfattn.hidden", "selfattn.grad",
             "selfattn.mask")
-
-
-def run_quiet(check_id, obj):
-    REGISTRY[check_id].compare(REGISTRY[check_id].record(obj))
+HEAD_CALL_IDS = HEAD_IDS[1:]  # the checks that run the head (and so its attention)
 
 
 # ------------------------------------------------------------------ scaled_dot_product_attention
@@ -135,14 +136,7 @@ def untouched(q, k, v, mask=None):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("fn", [sdpa, sdpa_where])
-def test_correct_sdpa_passes(fn):
-    """Does a correct scaled_dot_product_attention pass every sdpa check?"""
-    for check_id in SDPA_IDS:
-        run_quiet(check_id, fn)
-
-
-@pytest.mark.parametrize("fn, check_id, message", [
+WRONG_SDPA = [
     (no_scale, "sdpa.values", r"without the 1/sqrt\(d_k\)"),
     (by_d_k, "sdpa.values", r"divided by d_k instead of sqrt\(d_k\)"),
     (by_d_v, "sdpa.values", r"sqrt\(d_v\)"),
@@ -160,18 +154,7 @@ def test_correct_sdpa_passes(fn):
     (builtin, "sdpa.values", r"calls PyTorch's built-in attention"),
     (course_own, "sdpa.values", r"calls the course's own attention"),
     (untouched, "sdpa.values", r"not written yet"),
-])
-def test_sdpa_mistake_gets_its_message(fn, check_id, message):
-    """Does each catalogued mistake fail its check with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(check_id, fn)
-
-
-def test_mask_mistakes_keep_the_value_points():
-    """Does a mask mistake still pass the unmasked value checks (partial credit)?"""
-    for fn in (mask_after, mask_inverted, mask_multiplied):
-        run_quiet("sdpa.values", fn)
-        run_quiet("sdpa.hidden", fn)
+]
 
 
 # --------------------------------------------------------------------------------- SelfAttention
@@ -262,13 +245,15 @@ class NoSuperHead(Head):
         self.W_q = nn.Linear(d_model, d_k, bias=False)
 
 
-def test_correct_head_passes():
-    """Does a correct SelfAttention pass every head check?"""
-    for check_id in HEAD_IDS:
-        run_quiet(check_id, Head)
+class Unscaled(Head):
+    """A head whose own attention (not a call to a function named like the exercise) is
+    unscaled: sent back to the function it should call."""
+
+    def forward(self, x, mask=None):
+        return no_scale(self.W_q(x), self.W_k(x), self.W_v(x), mask)
 
 
-@pytest.mark.parametrize("cls, check_id, message", [
+WRONG_HEADS = [
     (BiasHead, "selfattn.layout", r"has a bias"),
     (SwappedLinear, "selfattn.layout", r"Did you write nn\.Linear\(d_k, d_model\)"),
     (SwappedLinear, "selfattn.values", r"Did you write nn\.Linear\(d_k, d_model\)"),
@@ -282,33 +267,88 @@ def test_correct_head_passes():
     (RefSelfAttention, "selfattn.values", r"calls the course's own SelfAttention"),
     (UntouchedHead, "selfattn.layout", r"not written yet"),
     (NoSuperHead, "selfattn.layout", r"super\(\)\.__init__\(\)"),
-])
-def test_head_mistake_gets_its_message(cls, check_id, message):
-    """Does each catalogued SelfAttention mistake fail with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(check_id, cls)
+    (Unscaled, "selfattn.values", r"calls your scaled_dot_product_attention: fix it there"),
+]
 
 
-def test_bias_costs_only_the_layout_point():
-    """Does a head with biases still earn the value points (their bias is zeroed)?"""
-    for check_id in ("selfattn.values", "selfattn.hidden", "selfattn.mask", "selfattn.grad"):
-        run_quiet(check_id, BiasHead)
+# ------------------------------------------------------------------------ one mistake, once
+
+# A learner's notebook: SelfAttention calls their own scaled_dot_product_attention, which
+# forgot the 1/sqrt(d_k) scale and ignores the mask.
+NOTEBOOK: dict = {}
+exec("import math\n"
+     "import torch\n"
+     "import torch.nn as nn\n"
+     "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+     "    weights = torch.softmax(q @ k.transpose(-2, -1), dim=-1)\n"
+     "    return weights @ v, weights\n"
+     "class SelfAttention(nn.Module):\n"
+     "    def __init__(self, d_model, d_k):\n"
+     "        super().__init__()\n"
+     "        self.W_q = nn.Linear(d_model, d_k, bias=False)\n"
+     "        self.W_k = nn.Linear(d_model, d_k, bias=False)\n"
+     "        self.W_v = nn.Linear(d_model, d_k, bias=False)\n"
+     "    def forward(self, x, mask=None):\n"
+     "        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)\n"
+     "        return scaled_dot_product_attention(q, k, v, mask)\n"
+     "class SelfAttentionOverStandIn(SelfAttention):\n"
+     "    def forward(self, x, mask=None):\n"
+     "        from autograder.checks.lesson02.cases import stand_in_sdpa\n"
+     "        return stand_in_sdpa(self.W_q(x), self.W_k(x), self.W_v(x), mask)\n"
+     "def sdpa_stealing(q, k, v, mask=None):\n"
+     "    from autograder.checks.lesson02.cases import stand_in_sdpa\n"
+     "    return stand_in_sdpa(q, k, v, mask)\n", NOTEBOOK)
+
+ISOLATION = [
+    fails(NOTEBOOK["scaled_dot_product_attention"], "sdpa.values",
+          r"without the 1/sqrt\(d_k\)", name="own-sdpa"),
+    fails(NOTEBOOK["scaled_dot_product_attention"], "sdpa.mask",
+          "not exactly 0 where the mask is False", name="own-sdpa"),
+    # the head is judged on its own: the wrong function it calls cost the sdpa points only
+    *passes(NOTEBOOK["SelfAttention"], *HEAD_IDS, name="head-over-own-wrong-sdpa"),
+    *passes(NOTEBOOK["SelfAttentionOverStandIn"], *HEAD_IDS, name="head-over-stand-in"),
+    *[fails(NOTEBOOK["sdpa_stealing"], check_id,
+            "calls the grader's stand-in scaled_dot_product_attention",
+            name="sdpa-is-the-stand-in") for check_id in SDPA_IDS],
+]
 
 
-def test_head_on_a_wrong_sdpa_names_the_function():
-    """Is a head built on an unscaled function sent back to that function?"""
+# ------------------------------------------------------------------------ the rows
 
-    class Unscaled(Head):
-        def forward(self, x, mask=None):
-            return no_scale(self.W_q(x), self.W_k(x), self.W_v(x), mask)
+ROWS = [
+    *passes(sdpa, *SDPA_IDS),
+    *passes(sdpa_where, *SDPA_IDS),
+    *[fails(fn, check_id, match) for fn, check_id, match in WRONG_SDPA],
+    # partial credit: a mask mistake keeps the unmasked value points
+    *[row for fn in (mask_after, mask_inverted, mask_multiplied)
+      for row in passes(fn, "sdpa.values", "sdpa.hidden")],
+    *passes(Head, *HEAD_IDS),
+    *[fails(cls, check_id, match, name="course-SelfAttention" if cls is RefSelfAttention
+            else "") for cls, check_id, match in WRONG_HEADS],
+    # a head with biases still earns the value points (their bias is zeroed)
+    *passes(BiasHead, "selfattn.values", "selfattn.hidden", "selfattn.mask", "selfattn.grad"),
+    *ISOLATION,
+]
 
-    with pytest.raises(CheckFailed, match=r"calls your scaled_dot_product_attention: fix it there"):
-        check("selfattn.values", Unscaled)
+test_row = row_test(ROWS)
 
 
-def test_checks_leave_the_global_stream_alone():
-    """Do the checks leave torch's global random stream where they found it?"""
-    state = torch.random.get_rng_state()
-    run_quiet("selfattn.values", Head)
-    run_quiet("sdpa.values", sdpa)
-    assert torch.equal(state, torch.random.get_rng_state())
+def test_lesson02_registers_its_check_ids():
+    """Are all ten of lesson 02's check ids registered, and no others of its exercises?"""
+    assert {i for i in REGISTRY if i.split(".")[0] in ("sdpa", "selfattn")} == \
+        set(SDPA_IDS + HEAD_IDS)
+
+
+def _without_stand_ins(obj, replacements):
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("check_id", HEAD_CALL_IDS)
+def test_isolation_rows_can_fail(check_id, monkeypatch):
+    """With the stand-in switched off, does the head over the wrong function fail again (so the
+    isolation rows above test the stand-in, not an accident)?"""
+    monkeypatch.setattr(cases, "stand_ins", _without_stand_ins)
+    with pytest.raises(CheckFailed) as failed:
+        check(check_id, NOTEBOOK["SelfAttention"])
+    if check_id in ("selfattn.values", "selfattn.hidden"):
+        assert "calls your scaled_dot_product_attention: fix it there" in str(failed.value)
