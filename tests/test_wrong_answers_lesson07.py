@@ -1,17 +1,28 @@
-"""Lesson 07's checks against realistic wrong answers: each gets the message meant for it."""
+"""Lesson 07's checks against realistic wrong answers: each gets the message meant for it.
+
+Every wrong answer below is something a learner plausibly writes for `DecoderLayer`, `TinyGPT`
+or `generate`. Each must FAIL the check it breaks, with the message written for that mistake;
+an independent correct implementation must pass every check id of the lesson.
+"""
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn as nn
 
 import attnlab
 from attnlab import FeedForward, GPTBlock, LayerNorm, MultiHeadAttention
-from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks import REGISTRY
 
-LESSON07 = sorted(cid for cid, c in REGISTRY.items()
-                  if c.record.__module__.endswith("lesson07"))
+from .wrong_answers import fails, passes, row_test
+
+DECODER_IDS = ("decoder.layout", "decoder.post_norm", "decoder.post_norm_hidden",
+               "decoder.torch_post", "decoder.pre_norm", "decoder.pre_norm_hidden",
+               "decoder.torch_pre", "decoder.masks", "decoder.masks_hidden")
+GPT_IDS = ("gpt.logits", "gpt.logits_hidden", "gpt.causal", "gpt.cache", "gpt.cache_hidden")
+GENERATE_IDS = ("generate.greedy", "generate.greedy_hidden", "generate.cache",
+                "generate.cache_hidden", "generate.sampling", "generate.sampling_hidden")
+LESSON07_IDS = DECODER_IDS + GPT_IDS + GENERATE_IDS
 
 
 def not_written(*args, **kwargs):
@@ -165,20 +176,14 @@ class WrapsTorchDecoder(nn.Module):
 
 class CallsCourseDecoder(GoodDecoderLayer):
     def forward(self, x, memory, self_mask=None, memory_mask=None, return_weights=False):
-        ref = attnlab.DecoderLayer(self.ff.linear1.in_features, self.self_attn.n_heads,
-                                   self.ff.linear1.out_features, norm_first=self.norm_first)
+        with torch.random.fork_rng():  # its init would move the global stream
+            ref = attnlab.DecoderLayer(self.ff.linear1.in_features, self.self_attn.n_heads,
+                                       self.ff.linear1.out_features, norm_first=self.norm_first)
         ref.load_state_dict(self.state_dict(), strict=False)
         return ref(x, memory, self_mask, memory_mask, return_weights)
 
 
-def test_correct_decoder_layer_passes():
-    """Does a correct DecoderLayer pass every decoder check, torch comparisons included?"""
-    for cid in LESSON07:
-        if cid.startswith("decoder."):
-            check(cid, GoodDecoderLayer)
-
-
-@pytest.mark.parametrize("cls, cid, message", [
+WRONG_DECODERS = [
     (CrossFromDecoder, "decoder.post_norm", r"keys and values taken from x"),
     (CrossFromDecoder, "decoder.torch_pre", r"shapes clash"),
     (QueriesFromMemory, "decoder.post_norm", r"shapes clash|queries of cross-attention"),
@@ -201,11 +206,7 @@ def test_correct_decoder_layer_passes():
     (CallsCourseDecoder, "decoder.pre_norm", r"calls the course's own DecoderLayer"),
     (not_written, "decoder.layout", r"not written yet"),
     (not_written, "decoder.masks", r"not written yet"),
-])
-def test_decoder_layer_mistakes(cls, cid, message):
-    """Is each wrong DecoderLayer told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
+]
 
 
 # --------------------------------------------------------------------------- TinyGPT
@@ -318,14 +319,7 @@ class SubclassesCourseGPT(attnlab.TinyGPT):
     pass
 
 
-def test_correct_tiny_gpt_passes():
-    """Does a correct TinyGPT pass every TinyGPT check?"""
-    for cid in LESSON07:
-        if cid.startswith("gpt."):
-            check(cid, GoodGPT)
-
-
-@pytest.mark.parametrize("cls, cid, message", [
+WRONG_GPTS = [
     (NoPositions, "gpt.logits", r"without position embeddings"),
     (PositionsRestart, "gpt.cache", r"positions that restart at 0"),
     (PositionsRestart, "gpt.cache_hidden", r"restart at 0"),
@@ -340,11 +334,7 @@ def test_correct_tiny_gpt_passes():
     (SubclassesCourseGPT, "gpt.logits", r"calls the course's own TinyGPT"),
     (not_written, "gpt.logits", r"not written yet"),
     (not_written, "gpt.cache", r"not written yet"),
-])
-def test_tiny_gpt_mistakes(cls, cid, message):
-    """Is each wrong TinyGPT told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
+]
 
 
 # --------------------------------------------------------------------------- generate
@@ -395,48 +385,133 @@ def calls_course_generate(model, prompt, max_new_tokens, temperature=1.0, use_ca
     return attnlab.generate(model, prompt, max_new_tokens, temperature, use_cache, generator)
 
 
-def test_correct_generate_passes():
-    """Does a correct generate pass every generate check?"""
-    for cid in LESSON07:
-        if cid.startswith("generate."):
-            check(cid, good_generate)
-
-
-@pytest.mark.parametrize("fn, cid, message", [
-    (make_generate(keep_prompt=False), "generate.greedy", r"only the new tokens"),
-    (make_generate(pick_last=False), "generate.greedy", r"logits\[:, 0\]"),
-    (make_generate(greedy_at_zero=False), "generate.greedy", r"temperature=0.*greedy"),
-    (make_generate(cache_mode="unused"), "generate.cache", r"never passed a cache"),
-    (make_generate(cache_mode="stuck"), "generate.cache", r"same length \(3\s+positions\)"),
-    (make_generate(cache_mode="full_feed"), "generate.cache", r"fed \d+ tokens together"),
-    (make_generate(use_generator=False), "generate.sampling", r"global random stream"),
-    (make_generate(sample="after_softmax"), "generate.sampling",
+WRONG_GENERATES = [
+    (make_generate(keep_prompt=False), "keep_prompt=False", "generate.greedy",
+     r"only the new tokens"),
+    (make_generate(pick_last=False), "pick_last=False", "generate.greedy", r"logits\[:, 0\]"),
+    (make_generate(greedy_at_zero=False), "greedy_at_zero=False", "generate.greedy",
+     r"temperature=0.*greedy"),
+    (make_generate(cache_mode="unused"), "cache_unused", "generate.cache",
+     r"never passed a cache"),
+    (make_generate(cache_mode="stuck"), "cache_stuck", "generate.cache",
+     r"same length \(3\s+positions\)"),
+    (make_generate(cache_mode="full_feed"), "cache_full_feed", "generate.cache",
+     r"fed \d+ tokens together"),
+    (make_generate(use_generator=False), "global_stream", "generate.sampling",
+     r"global random stream"),
+    (make_generate(sample="after_softmax"), "after_softmax", "generate.sampling",
      r"as if the temperature were 1"),
-    (make_generate(sample="after_softmax"), "generate.sampling_hidden",
+    (make_generate(sample="after_softmax"), "after_softmax", "generate.sampling_hidden",
      r"as if the temperature were 1"),
-    (make_generate(sample="multiply"), "generate.sampling", r"softmax\(logits \* temperature\)"),
-    (make_generate(sample="argmax"), "generate.sampling", r"always picks the most likely"),
-    (calls_course_generate, "generate.greedy", r"calls the course's own generate"),
-    (not_written, "generate.greedy", r"not written yet"),
-    (not_written, "generate.sampling", r"not written yet"),
-])
-def test_generate_mistakes(fn, cid, message):
-    """Is each wrong generate told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+    (make_generate(sample="multiply"), "multiply", "generate.sampling",
+     r"softmax\(logits \* temperature\)"),
+    (make_generate(sample="argmax"), "argmax", "generate.sampling",
+     r"always picks the most likely"),
+    (calls_course_generate, "", "generate.greedy", r"calls the course's own generate"),
+    (not_written, "", "generate.greedy", r"not written yet"),
+    (not_written, "", "generate.sampling", r"not written yet"),
+]
 
 
-def test_checks_leave_the_global_stream_alone():
-    """Does running every lesson 07 check on correct answers leave torch's global RNG as it was?"""
-    before = torch.random.get_rng_state()
-    check("gpt.logits", GoodGPT)
-    check("generate.sampling", good_generate)
-    check("decoder.layout", GoodDecoderLayer)
-    assert torch.equal(before, torch.random.get_rng_state())
+# ------------------------------------------------------------------------ one mistake, once
+
+# The three exercises never call each other: DecoderLayer and TinyGPT are built from the
+# provided MultiHeadAttention, FeedForward, LayerNorm and GPTBlock, and the generate checks run
+# the learner's generate on the grader's own model (cases.PrefixLM), never on their TinyGPT.
+# A learner's notebook where TinyGPT and DecoderLayer are wrong and generate is right: each
+# wrong class costs its own points only.
+NOTEBOOK: dict = {"torch": torch, "nn": nn, "GPTBlock": GPTBlock, "LayerNorm": LayerNorm,
+                  "MultiHeadAttention": MultiHeadAttention, "FeedForward": FeedForward}
+exec("class TinyGPT(nn.Module):\n"
+     "    def __init__(self, vocab_size, d_model, n_heads, n_layers, max_len):\n"
+     "        super().__init__()\n"
+     "        self.max_len = max_len\n"
+     "        self.tok_emb = nn.Embedding(vocab_size, d_model)\n"
+     "        self.pos_emb = nn.Embedding(max_len, d_model)\n"
+     "        self.blocks = nn.ModuleList(GPTBlock(d_model, n_heads, 4 * d_model)\n"
+     "                                    for _ in range(n_layers))\n"
+     "        self.ln_f = LayerNorm(d_model)\n"
+     "        self.head = nn.Linear(d_model, vocab_size)\n"
+     "    def forward(self, idx, cache=None):\n"
+     "        x = self.tok_emb(idx)  # the positions are forgotten\n"
+     "        new_cache = []\n"
+     "        for i, block in enumerate(self.blocks):\n"
+     "            x, kv = block(x, None if cache is None else cache[i])\n"
+     "            new_cache.append(kv)\n"
+     "        return self.head(self.ln_f(x)), new_cache\n"
+     "class DecoderLayer(nn.Module):\n"
+     "    def __init__(self, d_model, n_heads, d_ff, dropout=0.0, norm_first=False,\n"
+     "                 activation='relu', eps=1e-5):\n"
+     "        super().__init__()\n"
+     "        self.norm_first = norm_first\n"
+     "        self.self_attn = MultiHeadAttention(d_model, n_heads)\n"
+     "        self.cross_attn = MultiHeadAttention(d_model, n_heads)\n"
+     "        self.ff = FeedForward(d_model, d_ff, activation)\n"
+     "        self.norm1 = LayerNorm(d_model, eps)\n"
+     "        self.norm2 = LayerNorm(d_model, eps)\n"
+     "        self.norm3 = LayerNorm(d_model, eps)\n"
+     "    def forward(self, x, memory, self_mask=None, memory_mask=None,\n"
+     "                return_weights=False):\n"
+     "        x = self.norm1(x + self.self_attn(x, x, x, self_mask)[0])\n"
+     "        x = self.norm2(x + self.cross_attn(x, x, x, memory_mask)[0])  # not memory\n"
+     "        return self.norm3(x + self.ff(x))\n"
+     "@torch.no_grad()\n"
+     "def generate(model, prompt, max_new_tokens, temperature=1.0, use_cache=False,\n"
+     "             generator=None):\n"
+     "    idx, feed, cache = prompt, prompt, None\n"
+     "    for _ in range(max_new_tokens):\n"
+     "        logits, new_cache = model(feed, cache)\n"
+     "        last = logits[:, -1]\n"
+     "        if temperature == 0:\n"
+     "            token = last.argmax(dim=-1, keepdim=True)\n"
+     "        else:\n"
+     "            probs = torch.softmax(last / temperature, dim=-1)\n"
+     "            token = torch.multinomial(probs, 1, generator=generator)\n"
+     "        idx = torch.cat([idx, token], dim=1)\n"
+     "        feed, cache = (token, new_cache) if use_cache else (idx, None)\n"
+     "    return idx\n", NOTEBOOK)
+
+ISOLATION = [
+    fails(NOTEBOOK["TinyGPT"], "gpt.logits", "without position embeddings",
+          name="own-gpt-without-positions"),
+    fails(NOTEBOOK["DecoderLayer"], "decoder.post_norm", "keys and values taken from x",
+          name="own-decoder-cross-from-x"),
+    *passes(NOTEBOOK["DecoderLayer"], "decoder.layout", name="own-decoder-layout"),
+    *passes(NOTEBOOK["generate"], *GENERATE_IDS, name="generate-beside-wrong-gpt"),
+]
 
 
-def test_every_lesson07_check_is_exercised():
-    """Do the correct-answer tests above reach every check this lesson registers?"""
-    families = ("decoder.", "gpt.", "generate.")
-    assert LESSON07 and all(cid.startswith(families) for cid in LESSON07)
+# ------------------------------------------------------------------------ the rows
 
+ROWS = [
+    *passes(GoodDecoderLayer, *DECODER_IDS),
+    *passes(GoodGPT, *GPT_IDS),
+    *passes(good_generate, *GENERATE_IDS, name="good_generate"),
+    # partial credit: each mistake costs only the points it breaks
+    *passes(NoSelfMask, "decoder.layout"),
+    *passes(PositionsRestart, "gpt.logits", "gpt.logits_hidden", "gpt.causal"),
+    *passes(make_generate(cache_mode="unused"), "generate.greedy", "generate.greedy_hidden",
+            "generate.sampling", "generate.sampling_hidden", name="cache_unused"),
+    *passes(make_generate(sample="after_softmax"), "generate.greedy", "generate.cache",
+            name="after_softmax"),
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_DECODERS],
+    fails(NoMemoryMask, "decoder.post_norm_hidden", r"cross-attention without memory_mask"),
+    fails(NormalisesMemory, "decoder.pre_norm_hidden", r"cross-attention on norm2\(memory\)"),
+    fails(NoSelfMask, "decoder.masks_hidden", r"self_mask never reaches self_attn"),
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_GPTS],
+    fails(NoFinalNorm, "gpt.logits_hidden", r"without the final LayerNorm"),
+    *[fails(fn, cid, message, name=name) for fn, name, cid, message in WRONG_GENERATES],
+    fails(make_generate(keep_prompt=False), "generate.greedy_hidden",
+          r"returned shape \(1, 10\), only the new tokens", name="keep_prompt=False"),
+    fails(make_generate(cache_mode="stuck"), "generate.cache_hidden",
+          r"same length \(4\s+positions\)", name="cache_stuck"),
+    *ISOLATION,
+]
+
+test_row = row_test(ROWS)
+
+
+def test_lesson07_registers_its_check_ids():
+    """Are all twenty of lesson 07's check ids registered, and no others of its exercises?"""
+    assert {i for i in REGISTRY if i.split(".")[0] in ("decoder", "gpt", "generate")} == \
+        set(LESSON07_IDS)

@@ -1,45 +1,28 @@
-"""Checks for lesson 07, decoders and training: ``DecoderLayer``, ``TinyGPT`` and ``generate``.
+"""Lesson 07's verdicts: reference oracles, known mistakes and messages (trusted side only).
 
-Every case is rebuilt from a fixed seed on both sides, and nothing depends on the model the
-learner trains in the notebook. For the two classes, ``record`` builds the learner's module
-(restoring the global random stream afterwards), overwrites its parameters through the
-contract's names (``self_attn.q_proj.weight`` ... ``norm3.bias``; ``tok_emb.weight`` ...
-``head.bias``) with fixed-seed values and records what ``forward`` returns; ``compare`` loads
-the same values into the reference (or into ``torch.nn.TransformerDecoderLayer``).
-``generate`` is run on a small fixed-seed causal language model with TinyGPT's interface
-(``_PrefixLM``; not the course's TinyGPT, which is withheld where the record half runs while a
-class is graded), wrapped in a spy that records how it was called (what was fed, how long the
-cache was), so that a cache that is never used or never advanced is caught even when the
-tokens happen to be right.
+``compare`` loads the fixed-seed values the record half loaded into the learner's module into
+the reference (or into ``torch.nn.TransformerDecoderLayer``); ``generate``'s tokens are
+compared with the reference's on the same ``PrefixLM``, and its calls (what was fed, how long
+the cache was) with what a cache that is used and advanced gives.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.reference import DecoderLayer as RefDecoder
-from autograder.reference import GPTBlock, causal_mask
 from autograder.reference import TinyGPT as RefGPT
-from autograder.reference import block as ref_block
-from autograder.reference import decoder as ref_decoder
 from autograder.reference import generate as ref_generate
 
-from ._core import (
-    Guard,
-    Outcome,
+from .._core import Outcome, built_text
+from .._verdict import (
+    Mistake,
     as_array,
-    build_module,
-    built_text,
-    call,
     check_outcome,
     close,
     expect_close,
@@ -48,12 +31,42 @@ from ._core import (
     fail,
     first_close,
     fmt,
-    load_params,
-    register,
 )
-from .lesson06 import ATTN_NAMES, LayerArgs
+from .cases import (
+    ATTN_NAMES,
+    CACHE_CASES,
+    CACHE_GEN_CASES,
+    CACHE_GEN_HIDDEN_CASES,
+    CACHE_HIDDEN_CASES,
+    CAUSAL_CASES,
+    GPT_CASES,
+    GPT_HIDDEN_CASES,
+    GREEDY_CASES,
+    GREEDY_HIDDEN_CASES,
+    LAYOUT_CASE,
+    MASK_CASES,
+    MASK_HIDDEN_CASES,
+    POST_CASES,
+    POST_HIDDEN_CASES,
+    PRE_CASES,
+    PRE_HIDDEN_CASES,
+    SAMPLING_CASES,
+    SAMPLING_HIDDEN_CASES,
+    TORCH_POST_CASES,
+    TORCH_PRE_CASES,
+    DecCase,
+    GenCase,
+    GptCase,
+    dec_inputs,
+    dec_params,
+    gen_model,
+    gen_prompt,
+    gpt_params,
+    gpt_shapes,
+    gpt_tokens,
+    sample_seed,
+)
 
-OURS = "the course's own {} (attnlab / autograder.reference)"
 DEC = "Your DecoderLayer"
 GPT = "Your TinyGPT"
 GEN = "Your generate"
@@ -72,88 +85,18 @@ def _is_tensor_record(value) -> bool:
 # ============================================================================= DecoderLayer
 
 
-def _dec_guard() -> Guard:
-    label = OURS.format("DecoderLayer")
-    return Guard((), [(label, RefDecoder.forward), (label, ref_block.residual),
-                      ("PyTorch's nn.TransformerDecoderLayer",
-                       nn.TransformerDecoderLayer.forward)])
-
-
-@dataclass(frozen=True)
-class DecCase(LayerArgs):
-    desc: str
-    d_model: int
-    n_heads: int
-    d_ff: int
-    B: int
-    L: int  # decoder (target) positions
-    S: int  # memory (source) positions
-    seed: int
-    norm_first: bool | None = None  # None: not passed, so the default post-norm applies
-    activation: str | None = None
-    eps: float | None = None
-    self_mask: str = "causal"  # "", "causal", "causal+padding"
-    memory_mask: str = ""  # "", "random", "padding"
-
-
-DEC_PARTS = ("self_attn", "cross_attn", "ff", "norm1", "norm2", "norm3")
-
-
-def _dec_params(case: DecCase) -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed)
-    d, h = case.d_model, case.d_ff
-    p: dict[str, Tensor] = {}
-    for attn in ("self_attn", "cross_attn"):
-        for name in ATTN_NAMES:
-            p[f"{attn}.{name}.weight"] = 1.2 * torch.randn(d, d, generator=g) / math.sqrt(d)
-            p[f"{attn}.{name}.bias"] = 0.2 * torch.randn(d, generator=g)
-    p["ff.linear1.weight"] = torch.randn(h, d, generator=g) / math.sqrt(d)
-    p["ff.linear1.bias"] = 0.3 * torch.randn(h, generator=g)
-    p["ff.linear2.weight"] = torch.randn(d, h, generator=g) / math.sqrt(h)
-    p["ff.linear2.bias"] = 0.3 * torch.randn(d, generator=g)
-    for norm in ("norm1", "norm2", "norm3"):
-        p[f"{norm}.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
-        p[f"{norm}.bias"] = 0.3 * torch.randn(d, generator=g)
-    return p
-
-
-def _dec_inputs(case: DecCase) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """x (B, L, d), memory (B, S, d), self_mask, memory_mask (True = may attend)."""
-    g = torch.Generator().manual_seed(case.seed + 1)
-    B, L, S = case.B, case.L, case.S
-    x = 2.0 * torch.randn(B, L, case.d_model, generator=g) + 0.5  # (B, L, d_model)
-    memory = 1.5 * torch.randn(B, S, case.d_model, generator=g) - 0.3  # (B, S, d_model)
-    self_mask = None
-    if case.self_mask == "causal":
-        self_mask = causal_mask(L)  # (L, L)
-    elif case.self_mask == "causal+padding":
-        lengths = torch.tensor([L, L - 2, L - 1, 2][:B])
-        pad = (torch.arange(L) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
-        self_mask = pad & causal_mask(L)  # (B, 1, L, L)
-    memory_mask = None
-    if case.memory_mask == "random":  # every query keeps one memory position, blocks another
-        m = torch.rand(L, S, generator=g) < 0.5
-        yes = torch.randint(0, S, (L,), generator=g)
-        no = (yes + 1 + torch.randint(0, S - 1, (L,), generator=g)) % S
-        memory_mask = (m | F.one_hot(yes, S).bool()) & ~F.one_hot(no, S).bool()  # (L, S)
-    elif case.memory_mask == "padding":
-        lengths = torch.tensor([S - 2, 2, S - 1, 3][:B])
-        memory_mask = (torch.arange(S) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
-    return x, memory, self_mask, memory_mask
-
-
 @lru_cache(maxsize=256)
 def _ref_decoder(case: DecCase) -> RefDecoder:
     with torch.random.fork_rng():
         ref = RefDecoder(case.d_model, case.n_heads, case.d_ff, norm_first=case.pre,
                          activation=case.act, eps=case.eps_value)
-    ref.load_state_dict(_dec_params(case))
+    ref.load_state_dict(dec_params(case))
     return ref.eval()
 
 
 @lru_cache(maxsize=256)
 def _dec_reference(case: DecCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x, memory, self_mask, memory_mask = _dec_inputs(case)
+    x, memory, self_mask, memory_mask = dec_inputs(case)
     with torch.no_grad():
         out, w = _ref_decoder(case)(x, memory, self_mask, memory_mask, return_weights=True)
     return _np(out), _np(w["self"]), _np(w["cross"])
@@ -162,7 +105,7 @@ def _dec_reference(case: DecCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @lru_cache(maxsize=256)
 def _dec_torch(case: DecCase) -> np.ndarray:
     """The same weights in torch.nn.TransformerDecoderLayer (its bool masks: True = blocked)."""
-    p = _dec_params(case)
+    p = dec_params(case)
     with torch.random.fork_rng():
         layer = nn.TransformerDecoderLayer(
             case.d_model, case.n_heads, case.d_ff, dropout=0.0, activation=case.act,
@@ -180,7 +123,7 @@ def _dec_torch(case: DecCase) -> np.ndarray:
         state[f"{theirs}.bias"] = p[f"{ours}.bias"]
     layer.load_state_dict(state)
     layer.eval()
-    x, memory, self_mask, memory_mask = _dec_inputs(case)
+    x, memory, self_mask, memory_mask = dec_inputs(case)
     kwargs = {}
     if self_mask is not None:
         kwargs["tgt_mask"] = ~self_mask
@@ -199,7 +142,7 @@ def _dec_variant(case: DecCase, *, form: str = "", kv: str = "memory", self_mask
                  ) -> np.ndarray | None:
     """The layer with one deliberate wiring mistake (None when that mistake cannot run)."""
     ref = _ref_decoder(case)
-    x, memory, s_mask, m_mask = _dec_inputs(case)
+    x, memory, s_mask, m_mask = dec_inputs(case)
     pick = {"as_is": lambda m: m, "none": lambda m: None,
             "inverted": lambda m: None if m is None else ~m}
     s_mask, m_mask = pick[self_mask](s_mask), pick[memory_mask](m_mask)
@@ -273,9 +216,9 @@ def _other_form(case: DecCase) -> str:
             "x = norm(x + sublayer(x)).")
 
 
-def _dec_mistakes(case: DecCase) -> list[tuple[str, np.ndarray | None]]:
+def _dec_mistakes(case: DecCase) -> list[Mistake]:
     v = lambda **kw: _dec_variant(case, **kw)
-    out: list[tuple[str, np.ndarray | None]] = [
+    out: list[Mistake] = [
         (M_KV_FROM_X, v(kv="x")),
         (M_NO_CROSS, v(order=("self", "ff"), norms=("norm1", "norm3"))),
         (M_NO_CROSS, v(order=("self", "ff"), norms=("norm1", "norm2"))),
@@ -337,45 +280,9 @@ def _dec_load_problem(seen: dict[str, str], case: DecCase, built: str) -> None:
             if path == "ff.linear1.weight" and got in (str((d, d)), str((4 * d, d))):
                 hint = f" Did you pass d_ff = {h} on to FeedForward?"
             fail(f"`{path}` of your DecoderLayer has shape {got} in {built}, but should have "
-                 f"shape {tuple(_dec_params(case)[path].shape)}.{hint}")
+                 f"shape {tuple(dec_params(case)[path].shape)}.{hint}")
         fail(f"Could not load test values into `{path}` of your DecoderLayer: it is {status}. "
              f"{fixes[top]}.")
-
-
-def _shared_parts(module) -> list[tuple[str, str]]:
-    """Pairs of parts that are one and the same module (each sublayer needs its own)."""
-    parts = {name: getattr(module, name, None) for name in DEC_PARTS}
-    pairs = []
-    for a, b in (("self_attn", "cross_attn"), ("norm1", "norm2"), ("norm1", "norm3"),
-                 ("norm2", "norm3")):
-        if parts[a] is not None and parts[a] is parts[b]:
-            pairs.append((a, b))
-    return pairs
-
-
-def _record_decoder(cases: list[DecCase], weights: bool = False):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            args, kwargs = case.args()
-            module, built = build_module(cls, *args, **kwargs)
-            info: dict = {"construct": built, "seen": {}, "forward": None, "shared": []}
-            if module is not None:
-                info["shared"] = _shared_parts(module)
-                info["seen"] = load_params(module, _dec_params(case))
-                x, memory, self_mask, memory_mask = _dec_inputs(case)
-                kw = {}
-                if self_mask is not None:
-                    kw["self_mask"] = self_mask
-                if memory_mask is not None:
-                    kw["memory_mask"] = memory_mask
-                info["forward"] = call(module, x, memory, guard=_dec_guard(), **kw)
-                if weights:
-                    info["with_weights"] = call(module, x, memory, return_weights=True,
-                                                guard=_dec_guard(), **kw)
-            rec[case.desc] = info
-        return rec
-    return record
 
 
 def _check_dec_built(info: dict, case: DecCase) -> str:
@@ -464,7 +371,7 @@ def _compare_dec_weights(cases: list[DecCase]):
                 fail(f"{what} returned a different output than without it ({case.desc}); the "
                      "flag should only add the weights.")
             _, want_self, want_cross = _dec_reference(case)
-            _, _, self_mask, memory_mask = _dec_inputs(case)
+            _, _, self_mask, memory_mask = dec_inputs(case)
             for key, want, mask, fix in (
                     ("self", want_self, self_mask, "self.self_attn(h, h, h, self_mask)"),
                     ("cross", want_cross, memory_mask,
@@ -489,28 +396,6 @@ def _compare_dec_weights(cases: list[DecCase]):
     return compare
 
 
-LAYOUT_CASE = DecCase('DecoderLayer(16, 4, 40, dropout=0.1, activation="gelu", eps=0.5)',
-                      16, 4, 40, 2, 5, 6, 731, activation="gelu", eps=0.5, self_mask="")
-
-
-def _record_layout(cls) -> dict:
-    case = LAYOUT_CASE
-    args, kwargs = case.args()
-    module, built = build_module(cls, *args, dropout=0.1, **kwargs)
-    info: dict = {"construct": built, "seen": {}, "attrs": {}, "shared": [], "parts": {}}
-    if module is None:
-        return info
-    for name in DEC_PARTS:
-        info["attrs"][name] = type(getattr(module, name, None)).__name__
-    info["shared"] = _shared_parts(module)
-    info["seen"] = load_params(module, _dec_params(case))
-    x, memory, _, _ = _dec_inputs(case)
-    for name in ("norm1", "norm2", "norm3", "ff"):
-        sub = getattr(module, name, None)
-        info["parts"][name] = call(sub, x) if callable(sub) else None
-    return info
-
-
 def _compare_layout(rec: dict) -> None:
     case = LAYOUT_CASE
     built = case.desc
@@ -524,7 +409,7 @@ def _compare_layout(rec: dict) -> None:
              f"own, with its own weights. Create them separately: self.{a} = ... and "
              f"self.{b} = ....")
     _dec_load_problem(rec["seen"], case, built)
-    x, _, _, _ = _dec_inputs(case)
+    x, _, _, _ = dec_inputs(case)
     ref = _ref_decoder(case)
     for name in ("norm1", "norm2", "norm3", "ff"):
         out = rec["parts"].get(name)
@@ -543,146 +428,7 @@ def _compare_layout(rec: dict) -> None:
                  "on, LayerNorm(d_model, eps).")
 
 
-register("decoder.layout", "DecoderLayer: self_attn, cross_attn, ff, norm1-3 exist, are "
-         "separate, and receive eps and activation", _record_layout, _compare_layout)
-
-POST_CASES = [
-    DecCase("post-norm (default), causal self_mask, B=2, L=5, S=7, d_model=8, 2 heads",
-            8, 2, 16, 2, 5, 7, 741),
-    DecCase("norm_first=False, causal self_mask, B=1, L=4, S=3, d_model=12, 3 heads",
-            12, 3, 24, 1, 4, 3, 742, norm_first=False),
-]
-POST_HIDDEN_CASES = [
-    DecCase("post-norm, gelu, eps=0.5, causal self_mask and a random (L, S) memory_mask, "
-            "B=2, L=6, S=5, d_model=16, 4 heads", 16, 4, 32, 2, 6, 5, 7741, norm_first=False,
-            activation="gelu", eps=0.5, memory_mask="random"),
-    DecCase("post-norm, no masks, a single target token, B=3, L=1, S=4, d_model=8", 8, 2, 16,
-            3, 1, 4, 7742, self_mask=""),
-    DecCase("post-norm, causal + padding self_mask (B, 1, L, L), padding memory_mask "
-            "(B, 1, 1, S), B=3, L=5, S=6", 8, 2, 16, 3, 5, 6, 7743, self_mask="causal+padding",
-            memory_mask="padding"),
-]
-PRE_CASES = [
-    DecCase("norm_first=True, causal self_mask, B=2, L=5, S=7, d_model=8, 2 heads",
-            8, 2, 16, 2, 5, 7, 751, norm_first=True),
-    DecCase("norm_first=True, causal self_mask, B=1, L=4, S=3, d_model=12, 3 heads",
-            12, 3, 24, 1, 4, 3, 752, norm_first=True),
-]
-PRE_HIDDEN_CASES = [
-    DecCase("pre-norm, gelu, eps=0.5, causal self_mask and a random (L, S) memory_mask, "
-            "B=2, L=6, S=5, d_model=16, 4 heads", 16, 4, 32, 2, 6, 5, 7751, norm_first=True,
-            activation="gelu", eps=0.5, memory_mask="random"),
-    DecCase("pre-norm, no masks, a single target token, B=3, L=1, S=4, d_model=8", 8, 2, 16,
-            3, 1, 4, 7752, norm_first=True, self_mask=""),
-    DecCase("pre-norm, causal + padding self_mask (B, 1, L, L), padding memory_mask "
-            "(B, 1, 1, S), B=3, L=5, S=6", 8, 2, 16, 3, 5, 6, 7753, norm_first=True,
-            self_mask="causal+padding", memory_mask="padding"),
-]
-TORCH_POST_CASES = [
-    DecCase("post-norm against torch, causal tgt mask and a random (L, S) memory mask, B=2, "
-            "L=6, S=4, d_model=16, 4 heads", 16, 4, 32, 2, 6, 4, 7761, memory_mask="random"),
-    DecCase("post-norm against torch, gelu, eps=0.5, B=2, L=4, S=5, d_model=8", 8, 2, 16, 2,
-            4, 5, 7762, activation="gelu", eps=0.5),
-]
-TORCH_PRE_CASES = [
-    DecCase("pre-norm against torch, causal tgt mask and a random (L, S) memory mask, B=2, "
-            "L=6, S=4, d_model=16, 4 heads", 16, 4, 32, 2, 6, 4, 7763, norm_first=True,
-            memory_mask="random"),
-    DecCase("pre-norm against torch, gelu, eps=0.5, B=2, L=4, S=5, d_model=8", 8, 2, 16, 2,
-            4, 5, 7764, norm_first=True, activation="gelu", eps=0.5),
-]
-MASK_CASES = [
-    DecCase("post-norm, causal self_mask, a random (L, S) memory_mask, B=2, L=5, S=6, "
-            "d_model=8, 2 heads", 8, 2, 16, 2, 5, 6, 771, memory_mask="random"),
-    DecCase("pre-norm, causal self_mask, a padding memory_mask (B, 1, 1, S), B=3, L=4, S=6, "
-            "d_model=12, 3 heads", 12, 3, 24, 3, 4, 6, 772, norm_first=True,
-            memory_mask="padding"),
-]
-MASK_HIDDEN_CASES = [
-    DecCase("pre-norm, causal + padding self_mask, a random memory_mask, gelu, B=2, L=6, S=5",
-            8, 4, 16, 2, 6, 5, 7771, norm_first=True, activation="gelu",
-            self_mask="causal+padding", memory_mask="random"),
-    DecCase("post-norm, no self_mask, a padding memory_mask, B=2, L=3, S=7", 16, 4, 32, 2, 3,
-            7, 7772, self_mask="", memory_mask="padding"),
-]
-
-register("decoder.post_norm", "DecoderLayer: post-norm matches the reference",
-         _record_decoder(POST_CASES), _compare_decoder(POST_CASES))
-register("decoder.post_norm_hidden", "DecoderLayer: post-norm with gelu, eps, one token and "
-         "masks", _record_decoder(POST_HIDDEN_CASES), _compare_decoder(POST_HIDDEN_CASES))
-register("decoder.torch_post", "DecoderLayer: post-norm equals torch.nn.TransformerDecoderLayer",
-         _record_decoder(TORCH_POST_CASES), _compare_decoder(TORCH_POST_CASES, "torch"))
-register("decoder.pre_norm", "DecoderLayer: pre-norm matches the reference",
-         _record_decoder(PRE_CASES), _compare_decoder(PRE_CASES))
-register("decoder.pre_norm_hidden", "DecoderLayer: pre-norm with gelu, eps, one token and "
-         "masks", _record_decoder(PRE_HIDDEN_CASES), _compare_decoder(PRE_HIDDEN_CASES))
-register("decoder.torch_pre", "DecoderLayer: pre-norm equals torch.nn.TransformerDecoderLayer",
-         _record_decoder(TORCH_PRE_CASES), _compare_decoder(TORCH_PRE_CASES, "torch"))
-register("decoder.masks", "DecoderLayer: self_mask and memory_mask reach their attentions; "
-         "return_weights gives both", _record_decoder(MASK_CASES, weights=True),
-         _compare_dec_weights(MASK_CASES))
-register("decoder.masks_hidden", "DecoderLayer: padding and combined masks, weights in both "
-         "placements", _record_decoder(MASK_HIDDEN_CASES, weights=True),
-         _compare_dec_weights(MASK_HIDDEN_CASES))
-
-
 # ============================================================================= TinyGPT
-
-
-def _gpt_guard() -> Guard:
-    return Guard((), [(OURS.format("TinyGPT"), RefGPT.forward)])
-
-
-@dataclass(frozen=True)
-class GptCase:
-    desc: str
-    vocab: int
-    d_model: int
-    n_heads: int
-    n_layers: int
-    max_len: int
-    B: int
-    T: int  # tokens of the first call
-    seed: int
-    T2: int = 0  # tokens of a second call with the cache (0: no second call)
-
-    def args(self) -> tuple:
-        return (self.vocab, self.d_model, self.n_heads, self.n_layers, self.max_len)
-
-    @property
-    def built(self) -> str:
-        return built_text("TinyGPT", self.args(), {})
-
-
-@lru_cache(maxsize=64)
-def _gpt_shapes(vocab: int, d_model: int, n_heads: int, n_layers: int,
-                max_len: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """The contract's parameter names and shapes, from the sizes alone (the record half runs
-    where the course's TinyGPT is withheld; GPTBlock is a provided building block)."""
-    with torch.random.fork_rng():
-        block = GPTBlock(d_model, n_heads, 4 * d_model).state_dict()
-    shapes = {"tok_emb.weight": (vocab, d_model), "pos_emb.weight": (max_len, d_model),
-              "ln_f.weight": (d_model,), "ln_f.bias": (d_model,),
-              "head.weight": (vocab, d_model), "head.bias": (vocab,)}
-    for i in range(n_layers):
-        shapes.update({f"blocks.{i}.{k}": tuple(v.shape) for k, v in block.items()})
-    return tuple(sorted(shapes.items()))
-
-
-def gpt_params(args: tuple, seed: int) -> dict[str, Tensor]:
-    """Fixed-seed weights for a TinyGPT of these sizes, large enough for every part to matter."""
-    g = torch.Generator().manual_seed(seed)
-    p = {}
-    for name, shape in _gpt_shapes(*args):
-        if name.endswith("emb.weight"):
-            p[name] = torch.randn(shape, generator=g)
-        elif len(shape) == 2:
-            p[name] = 1.2 * torch.randn(shape, generator=g) / math.sqrt(shape[1])
-        elif name.endswith("weight"):  # LayerNorm gains
-            p[name] = 1.0 + 0.3 * torch.randn(shape, generator=g)
-        else:
-            p[name] = 0.2 * torch.randn(shape, generator=g)
-    return p
 
 
 @lru_cache(maxsize=64)
@@ -694,17 +440,10 @@ def ref_gpt(args: tuple, seed: int) -> RefGPT:
     return model.eval()
 
 
-def _gpt_tokens(case: GptCase) -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(case.seed + 1)
-    first = torch.randint(0, case.vocab, (case.B, case.T), generator=g)
-    second = torch.randint(0, case.vocab, (case.B, max(case.T2, 1)), generator=g)[:, :case.T2]
-    return first, second
-
-
 @lru_cache(maxsize=256)
 def _gpt_reference(case: GptCase) -> dict:
     model = ref_gpt(case.args(), case.seed)
-    first, second = _gpt_tokens(case)
+    first, second = gpt_tokens(case)
     with torch.no_grad():
         logits, cache = model(first)
         out = {"logits": _np(logits), "cache": [(_np(k), _np(v)) for k, v in cache]}
@@ -721,7 +460,7 @@ def _gpt_variant(case: GptCase, *, second: bool = False, pos: str = "right",
                  softmax: bool = False) -> np.ndarray | None:
     """Logits of the first call, or of the second call after the first, with one mistake."""
     model = ref_gpt(case.args(), case.seed)
-    first, nxt = _gpt_tokens(case)
+    first, nxt = gpt_tokens(case)
     idx, cache = first, None
     if second:
         with torch.no_grad():
@@ -777,7 +516,7 @@ M_PAST_IGNORED = ("It matches the new tokens attending only to each other: the c
                   "x, kv = block(x, cache[i]) (None when there is no cache).")
 
 
-def _gpt_full_mistakes(case: GptCase) -> list[tuple[str, np.ndarray | None]]:
+def _gpt_full_mistakes(case: GptCase) -> list[Mistake]:
     v = lambda **kw: _gpt_variant(case, **kw)
     out = [(M_NO_POS, v(pos="none")), (M_NO_LN_F, v(ln_f=False)), (M_SOFTMAX, v(softmax=True)),
            (M_NO_POS + " (And the final LayerNorm is missing too: apply self.ln_f before "
@@ -785,7 +524,7 @@ def _gpt_full_mistakes(case: GptCase) -> list[tuple[str, np.ndarray | None]]:
     return out
 
 
-def _gpt_second_mistakes(case: GptCase) -> list[tuple[str, np.ndarray | None]]:
+def _gpt_second_mistakes(case: GptCase) -> list[Mistake]:
     v = lambda **kw: _gpt_variant(case, second=True, **kw)
     return [
         (M_RESTART, v(pos="restart")),
@@ -798,69 +537,6 @@ def _gpt_second_mistakes(case: GptCase) -> list[tuple[str, np.ndarray | None]]:
          "t_past.)", v(pass_past=False, pos="restart")),
         (M_NO_POS, v(pos="none")),
     ]
-
-
-def _shared_blocks(module) -> bool:
-    blocks = getattr(module, "blocks", None)
-    try:
-        items = list(blocks)
-    except Exception:
-        return False
-    return len(items) > 1 and len({id(b) for b in items}) < len(items)
-
-
-def _record_gpt(cases: list[GptCase], cached: bool = False, causal: bool = False):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            module, built = build_module(cls, *case.args())
-            info: dict = {"construct": built, "seen": {}, "forward": None, "shared": False}
-            if module is not None:
-                info["shared"] = _shared_blocks(module)
-                info["n_blocks"] = _count_blocks(module)
-                info["seen"] = load_params(module, gpt_params(case.args(), case.seed))
-                first, second = _gpt_tokens(case)
-                info["forward"] = call(module, first, guard=_gpt_guard())
-                if cached and case.T2:
-                    info["second"] = _call_with_own_cache(module, first, second)
-                if causal:
-                    changed = first.clone()
-                    changed[:, -1] = (changed[:, -1] + 1) % case.vocab
-                    info["changed_last"] = call(module, changed, guard=_gpt_guard())
-                    mid = first.clone()
-                    mid[:, case.T // 2] = (mid[:, case.T // 2] + 3) % case.vocab
-                    info["changed_mid"] = call(module, mid, guard=_gpt_guard())
-                if cached:
-                    info["one_by_one"] = _call_token_by_token(module, first)
-            rec[case.desc] = info
-        return rec
-    return record
-
-
-def _count_blocks(module) -> int | None:
-    try:
-        return len(module.blocks)
-    except Exception:
-        return None
-
-
-def _call_with_own_cache(module, first: Tensor, second: Tensor) -> Outcome:
-    """module(first), then module(second, the cache that first call returned)."""
-    def run():
-        _, cache = module(first)
-        return module(second, cache)
-    return call(run, guard=_gpt_guard())
-
-
-def _call_token_by_token(module, idx: Tensor) -> Outcome:
-    """Feed idx one token at a time, each call with the cache the previous call returned."""
-    def run():
-        cache, steps = None, []
-        for t in range(idx.size(1)):
-            logits, cache = module(idx[:, t:t + 1], cache)
-            steps.append(logits)
-        return torch.cat(steps, dim=1)
-    return call(run, guard=_gpt_guard())
 
 
 GPT_PARAM_FIX = {
@@ -899,7 +575,7 @@ def _check_gpt_built(info: dict, case: GptCase) -> None:
                  f"pos_emb, blocks, ln_f and head (the checks load weights through these "
                  f"names): {fix}.")
         if status.startswith("shape"):
-            want = dict(_gpt_shapes(*case.args()))[path]
+            want = dict(gpt_shapes(*case.args()))[path]
             hint = ""
             if path == "pos_emb.weight" and status == f"shape {(case.vocab, case.d_model)}":
                 hint = " The position table has one row per position: max_len rows."
@@ -922,7 +598,7 @@ def _unpack_gpt(out: Outcome, case: GptCase, what: str, where: str) -> tuple:
 
 
 def _expect_logits(got, want: np.ndarray, what: str, where: str,
-                   mistakes: list[tuple[str, np.ndarray | None]]) -> np.ndarray:
+                   mistakes: list[Mistake]) -> np.ndarray:
     got = as_array(got, what, where)
     B, T, V = want.shape
     hint = "The logits hold one score per vocabulary entry for every position: (B, T, vocab)."
@@ -1031,196 +707,23 @@ def _compare_gpt_causal(cases: list[GptCase]):
     return compare
 
 
-GPT_CASES = [
-    GptCase("TinyGPT(11, 16, 4, 2, max_len=12), B=2, T=7", 11, 16, 4, 2, 12, 2, 7, 781),
-    GptCase("TinyGPT(7, 8, 2, 1, max_len=6), B=3, T=6 (the whole context)", 7, 8, 2, 1, 6, 3,
-            6, 782),
-]
-GPT_HIDDEN_CASES = [
-    GptCase("TinyGPT(13, 24, 3, 3, max_len=20), B=2, T=9", 13, 24, 3, 3, 20, 2, 9, 7781),
-    GptCase("TinyGPT(5, 8, 1, 2, max_len=4), B=1, T=1 (a single token)", 5, 8, 1, 2, 4, 1, 1,
-            7782),
-]
-CACHE_CASES = [
-    GptCase("TinyGPT(11, 16, 4, 2, max_len=16), B=2: 6 tokens, then 3 more", 11, 16, 4, 2, 16,
-            2, 6, 791, T2=3),
-]
-CACHE_HIDDEN_CASES = [
-    GptCase("TinyGPT(9, 12, 3, 3, max_len=14), B=3: 6 tokens, then 1 more", 9, 12, 3, 3, 14, 3,
-            6, 7791, T2=1),
-    GptCase("TinyGPT(7, 8, 2, 1, max_len=10), B=1: 2 tokens, then 7 more", 7, 8, 2, 1, 10, 1, 2,
-            7792, T2=7),
-]
-CAUSAL_CASES = [
-    GptCase("TinyGPT(11, 16, 4, 2, max_len=12), B=2, T=8", 11, 16, 4, 2, 12, 2, 8, 7793),
-]
-
-register("gpt.logits", "TinyGPT: the parts exist and the logits match the reference",
-         _record_gpt(GPT_CASES), _compare_gpt_logits(GPT_CASES))
-register("gpt.logits_hidden", "TinyGPT: more sizes, three layers, a single token",
-         _record_gpt(GPT_HIDDEN_CASES), _compare_gpt_logits(GPT_HIDDEN_CASES))
-register("gpt.causal", "TinyGPT: changing a later token leaves earlier logits unchanged",
-         _record_gpt(CAUSAL_CASES, causal=True), _compare_gpt_causal(CAUSAL_CASES))
-register("gpt.cache", "TinyGPT: the cache holds each layer's keys and values, grows, and gives "
-         "the same logits", _record_gpt(CACHE_CASES, cached=True),
-         _compare_gpt_cache(CACHE_CASES))
-register("gpt.cache_hidden", "TinyGPT: the cache with three layers, one new token, a long "
-         "continuation", _record_gpt(CACHE_HIDDEN_CASES, cached=True),
-         _compare_gpt_cache(CACHE_HIDDEN_CASES))
-
-
 # ============================================================================= generate
-
-
-def _gen_guard() -> Guard:
-    label = OURS.format("generate")
-    # generate is wrapped by @torch.no_grad(), whose wrapper code every decorated function
-    # shares: guard the function inside it
-    return Guard((), [(label, inspect.unwrap(ref_generate)), (label, ref_decoder._next_token)])
-
-
-class _Spy(nn.Module):
-    """A language model, noting each call: (tokens fed, cached positions or None)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.max_len = model.max_len
-        self.calls: list[tuple[int, int | None]] = []
-
-    def forward(self, idx: Tensor, cache=None):
-        self.calls.append((int(idx.shape[-1]), None if cache is None else _cache_len(cache)))
-        return self.model(idx, cache)
-
-
-def _cache_len(cache) -> int:
-    try:
-        return int(cache[0][0].size(-2))
-    except Exception:  # not a list of (keys, values): the reference will complain
-        return -1
-
-
-@dataclass(frozen=True)
-class GenCase:
-    desc: str
-    sizes: tuple[int, int, int, int, int]  # TinyGPT(vocab, d_model, n_heads, n_layers, max_len)
-    B: int
-    T: int  # prompt length
-    new: int  # max_new_tokens
-    seed: int
-    temperature: float = 0.0
-    use_cache: bool = False
-    same_prompt: bool = False  # every row of the batch is the same prompt (for frequencies)
-
-    @property
-    def vocab(self) -> int:
-        return self.sizes[0]
-
-    def kwargs(self, generator_seed: int | None = None) -> dict:
-        kw = {"temperature": self.temperature, "use_cache": self.use_cache}
-        if generator_seed is not None:
-            kw["generator"] = torch.Generator().manual_seed(generator_seed)
-        return kw
-
-
-def _prompt(case: GenCase) -> Tensor:
-    g = torch.Generator().manual_seed(case.seed + 1)
-    if case.same_prompt:
-        return torch.randint(0, case.vocab, (1, case.T), generator=g).expand(case.B, -1).clone()
-    return torch.randint(0, case.vocab, (case.B, case.T), generator=g)  # (B, T)
-
-
-class _PrefixLM(nn.Module):
-    """A small causal language model with TinyGPT's interface, to run ``generate`` on.
-
-    ``forward(idx, cache=None)`` takes the new tokens (B, T) and returns logits (B, T, vocab)
-    and a cache: a list of ``n_layers`` (keys, values) pairs of shape (B, 1, T_so_far, d).
-    Position t's logits read its own token and the mean embedding of the tokens 0..t, so
-    they depend on the whole prefix, and feeding the cache gives exactly the same numbers as
-    feeding everything again. It is not a transformer on purpose: the record half runs in
-    the learner's kernel when a class is graded, where the course's TinyGPT is withheld.
-    """
-
-    def __init__(self, vocab: int, d_model: int, n_layers: int, max_len: int, seed: int):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.max_len, self.n_layers = max_len, n_layers
-        self.emb = nn.Parameter(torch.randn(vocab, d_model, generator=g))
-        self.pos = nn.Parameter(0.5 * torch.randn(max_len, d_model, generator=g))
-        self.out = nn.Parameter(3 * torch.randn(2 * d_model, vocab, generator=g)
-                                / math.sqrt(2 * d_model))
-
-    def forward(self, idx: Tensor, cache=None):
-        t_past = 0 if cache is None else cache[0][0].size(-2)
-        T = idx.size(1)
-        if t_past + T > self.max_len:
-            raise ValueError(f"{t_past} cached + {T} new tokens exceed max_len={self.max_len}")
-        x = self.emb[idx] + self.pos[t_past:t_past + T]  # (B, T, d)
-        keys = x[:, None]  # (B, 1, T, d)
-        if cache is not None:
-            keys = torch.cat([cache[0][0], keys], dim=-2)  # (B, 1, t_past + T, d)
-        counts = torch.arange(1, keys.size(-2) + 1, dtype=x.dtype)[:, None]  # (t, 1)
-        prefix = (keys.cumsum(-2) / counts)[:, 0, t_past:]  # (B, T, d)
-        logits = torch.tanh(torch.cat([x, prefix], dim=-1)) @ self.out  # (B, T, vocab)
-        return logits, [(keys, keys) for _ in range(self.n_layers)]
-
-
-@lru_cache(maxsize=64)
-def _prefix_lm(sizes: tuple[int, int, int, int, int], seed: int) -> _PrefixLM:
-    vocab, d_model, _, n_layers, max_len = sizes
-    return _PrefixLM(vocab, d_model, n_layers, max_len, seed).eval()
-
-
-def _model(case: GenCase) -> _PrefixLM:
-    return _prefix_lm(case.sizes, case.seed)
-
-
-def _sample_seed(case: GenCase) -> int:
-    return case.seed + 2
-
-
-def _run_generate(fn, case: GenCase, generator_seed: int | None) -> dict:
-    """One call on a spied model: the outcome, the calls, and whether the global stream moved."""
-    spy = _Spy(_model(case))
-    with torch.random.fork_rng():
-        before = torch.random.get_rng_state()
-        out = call(fn, spy, _prompt(case), case.new, guard=_gen_guard(),
-                   **case.kwargs(generator_seed))
-        moved = not torch.equal(before, torch.random.get_rng_state())
-    return {"out": out, "calls": list(spy.calls), "global_moved": moved}
-
-
-def _record_generate(cases: list[GenCase], twice: bool = False, both_modes: bool = False):
-    def record(fn) -> dict:
-        rec = {}
-        for case in cases:
-            seed = None if case.temperature == 0 else _sample_seed(case)
-            info = {"first": _run_generate(fn, case, seed)}
-            if twice:
-                info["again"] = _run_generate(fn, case, seed)
-            if both_modes:
-                other = GenCase(case.desc, case.sizes, case.B, case.T, case.new, case.seed,
-                                case.temperature, not case.use_cache, case.same_prompt)
-                info["other_mode"] = _run_generate(fn, other, seed)
-            rec[case.desc] = info
-        return rec
-    return record
 
 
 @lru_cache(maxsize=256)
 def _gen_reference(case: GenCase) -> np.ndarray:
-    seed = None if case.temperature == 0 else _sample_seed(case)
     with torch.random.fork_rng():
-        return _np(ref_generate(_model(case), _prompt(case), case.new, **case.kwargs(seed)))
+        return _np(ref_generate(gen_model(case), gen_prompt(case), case.new,
+                                **case.kwargs(sample_seed(case))))
 
 
 @lru_cache(maxsize=256)
 def _greedy_variant(case: GenCase, mode: str) -> np.ndarray:
     """Greedy rollouts with one mistake: "first" reads logits[:, 0], "prompt" never feeds back."""
-    model, idx = _model(case), _prompt(case)
+    model, idx = gen_model(case), gen_prompt(case)
     with torch.no_grad():
         for _ in range(case.new):
-            feed = _prompt(case) if mode == "prompt" else idx
+            feed = gen_prompt(case) if mode == "prompt" else idx
             logits, _ = model(feed)
             pick = logits[:, 0] if mode == "first" else logits[:, -1]
             idx = torch.cat([idx, pick.argmax(-1, keepdim=True)], dim=1)
@@ -1284,7 +787,7 @@ def _gen_tokens(info: dict, case: GenCase, what: str = GEN) -> np.ndarray:
              f"({case.desc}): check the loop runs exactly max_new_tokens times.")
     expect_shape(got, (B, T + n), f"What {what.lower()} returned", case.desc,
                  hint="generate returns the prompt followed by the new tokens.")
-    prompt = _np(_prompt(case))
+    prompt = _np(gen_prompt(case))
     if not np.array_equal(got[:, :T], prompt):
         fail(f"The first {T} tokens {what.lower()} returned are not the prompt ({case.desc}): "
              "return the prompt followed by the new tokens.")
@@ -1330,8 +833,7 @@ def _compare_cache(cases: list[GenCase]):
             want = _gen_reference(case)
             other = entry.get("other_mode")
             if other is not None and not other["out"].error:
-                other_case = GenCase(case.desc, case.sizes, case.B, case.T, case.new, case.seed,
-                                     case.temperature, not case.use_cache, case.same_prompt)
+                other_case = case.other_mode()
                 _check_calls(other, other_case)
                 got_other = _gen_tokens(other, other_case)
                 if not np.array_equal(got, got_other):
@@ -1353,7 +855,7 @@ def _frequencies(got: np.ndarray, vocab: int) -> np.ndarray:
 @lru_cache(maxsize=64)
 def _next_logits(case: GenCase) -> Tensor:
     with torch.no_grad():
-        return _model(case)(_prompt(case)[:1])[0][0, -1]  # (vocab,)
+        return gen_model(case)(gen_prompt(case)[:1])[0][0, -1]  # (vocab,)
 
 
 def _compare_sampling(cases: list[GenCase]):
@@ -1409,53 +911,45 @@ def _check_frequencies(got: np.ndarray, case: GenCase) -> None:
          "torch.multinomial(probs, 1, generator=generator).")
 
 
-GEN_SIZES = (11, 16, 4, 2, 16)
-GREEDY_CASES = [
-    GenCase("temperature=0, a prompt of B=2 rows and 3 tokens, 6 new tokens", GEN_SIZES, 2, 3,
-            6, 801),
-]
-GREEDY_HIDDEN_CASES = [
-    GenCase("temperature=0, B=1, a 1-token prompt, 10 new tokens", (7, 8, 2, 1, 12), 1, 1, 10,
-            7801),
-    GenCase("temperature=0, B=3, a 5-token prompt, 1 new token", GEN_SIZES, 3, 5, 1, 7802),
-    GenCase("temperature=0, B=2, a 4-token prompt, 0 new tokens (the prompt itself)",
-            GEN_SIZES, 2, 4, 0, 7803),
-]
-CACHE_GEN_CASES = [
-    GenCase("use_cache=True, temperature=0, B=2, a 3-token prompt, 6 new tokens", GEN_SIZES,
-            2, 3, 6, 811, use_cache=True),
-]
-CACHE_GEN_HIDDEN_CASES = [
-    GenCase("use_cache=True, temperature=0, three layers, B=3, a 4-token prompt, 8 new tokens",
-            (13, 24, 3, 3, 14), 3, 4, 8, 7811, use_cache=True),
-    GenCase("use_cache=True, temperature=1.0, B=2, a 2-token prompt, 9 new tokens",
-            GEN_SIZES, 2, 2, 9, 7812, temperature=1.0, use_cache=True),
-    GenCase("use_cache=True, temperature=0.7, B=4, a 1-token prompt, 5 new tokens",
-            (7, 8, 2, 1, 8), 4, 1, 5, 7813, temperature=0.7, use_cache=True),
-]
-SAMPLING_CASES = [
-    GenCase("temperature=0.5, 8000 copies of one 3-token prompt, 1 new token",
-            (6, 16, 2, 1, 8), 8000, 3, 1, 821, temperature=0.5, same_prompt=True),
-]
-SAMPLING_HIDDEN_CASES = [
-    GenCase("temperature=2.0, 8000 copies of one 2-token prompt, 1 new token",
-            (6, 16, 2, 1, 8), 8000, 2, 1, 7821, temperature=2.0, same_prompt=True),
-    GenCase("temperature=1.0, 8000 copies of one 4-token prompt, 1 new token",
-            (6, 16, 2, 1, 8), 8000, 4, 1, 7822, temperature=1.0, same_prompt=True),
-]
-
-register("generate.greedy", "generate: temperature=0 is the argmax rollout, returned after the "
-         "prompt", _record_generate(GREEDY_CASES), _compare_greedy(GREEDY_CASES))
-register("generate.greedy_hidden", "generate: greedy with one-token prompts, one and zero new "
-         "tokens", _record_generate(GREEDY_HIDDEN_CASES), _compare_greedy(GREEDY_HIDDEN_CASES))
-register("generate.cache", "generate: use_cache=True feeds one token at a time with a growing "
-         "cache and gives the same tokens", _record_generate(CACHE_GEN_CASES, both_modes=True),
-         _compare_cache(CACHE_GEN_CASES))
-register("generate.cache_hidden", "generate: cached and uncached sampling give the same tokens",
-         _record_generate(CACHE_GEN_HIDDEN_CASES, both_modes=True),
-         _compare_cache(CACHE_GEN_HIDDEN_CASES))
-register("generate.sampling", "generate: samples softmax(logits / T) with the given generator",
-         _record_generate(SAMPLING_CASES, twice=True), _compare_sampling(SAMPLING_CASES))
-register("generate.sampling_hidden", "generate: temperatures 1 and 2 sample the right "
-         "distribution", _record_generate(SAMPLING_HIDDEN_CASES, twice=True),
-         _compare_sampling(SAMPLING_HIDDEN_CASES))
+VERDICTS = {
+    "decoder.layout": ("DecoderLayer: self_attn, cross_attn, ff, norm1-3 exist, are separate, "
+                       "and receive eps and activation", _compare_layout),
+    "decoder.post_norm": ("DecoderLayer: post-norm matches the reference",
+                          _compare_decoder(POST_CASES)),
+    "decoder.post_norm_hidden": ("DecoderLayer: post-norm with gelu, eps, one token and masks",
+                                 _compare_decoder(POST_HIDDEN_CASES)),
+    "decoder.torch_post": ("DecoderLayer: post-norm equals torch.nn.TransformerDecoderLayer",
+                           _compare_decoder(TORCH_POST_CASES, "torch")),
+    "decoder.pre_norm": ("DecoderLayer: pre-norm matches the reference",
+                         _compare_decoder(PRE_CASES)),
+    "decoder.pre_norm_hidden": ("DecoderLayer: pre-norm with gelu, eps, one token and masks",
+                                _compare_decoder(PRE_HIDDEN_CASES)),
+    "decoder.torch_pre": ("DecoderLayer: pre-norm equals torch.nn.TransformerDecoderLayer",
+                          _compare_decoder(TORCH_PRE_CASES, "torch")),
+    "decoder.masks": ("DecoderLayer: self_mask and memory_mask reach their attentions; "
+                      "return_weights gives both", _compare_dec_weights(MASK_CASES)),
+    "decoder.masks_hidden": ("DecoderLayer: padding and combined masks, weights in both "
+                             "placements", _compare_dec_weights(MASK_HIDDEN_CASES)),
+    "gpt.logits": ("TinyGPT: the parts exist and the logits match the reference",
+                   _compare_gpt_logits(GPT_CASES)),
+    "gpt.logits_hidden": ("TinyGPT: more sizes, three layers, a single token",
+                          _compare_gpt_logits(GPT_HIDDEN_CASES)),
+    "gpt.causal": ("TinyGPT: changing a later token leaves earlier logits unchanged",
+                   _compare_gpt_causal(CAUSAL_CASES)),
+    "gpt.cache": ("TinyGPT: the cache holds each layer's keys and values, grows, and gives the "
+                  "same logits", _compare_gpt_cache(CACHE_CASES)),
+    "gpt.cache_hidden": ("TinyGPT: the cache with three layers, one new token, a long "
+                         "continuation", _compare_gpt_cache(CACHE_HIDDEN_CASES)),
+    "generate.greedy": ("generate: temperature=0 is the argmax rollout, returned after the "
+                        "prompt", _compare_greedy(GREEDY_CASES)),
+    "generate.greedy_hidden": ("generate: greedy with one-token prompts, one and zero new "
+                               "tokens", _compare_greedy(GREEDY_HIDDEN_CASES)),
+    "generate.cache": ("generate: use_cache=True feeds one token at a time with a growing cache "
+                       "and gives the same tokens", _compare_cache(CACHE_GEN_CASES)),
+    "generate.cache_hidden": ("generate: cached and uncached sampling give the same tokens",
+                              _compare_cache(CACHE_GEN_HIDDEN_CASES)),
+    "generate.sampling": ("generate: samples softmax(logits / T) with the given generator",
+                          _compare_sampling(SAMPLING_CASES)),
+    "generate.sampling_hidden": ("generate: temperatures 1 and 2 sample the right "
+                                 "distribution", _compare_sampling(SAMPLING_HIDDEN_CASES)),
+}
