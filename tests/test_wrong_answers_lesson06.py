@@ -11,9 +11,16 @@ import torch.nn.functional as F
 
 import attnlab
 from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks.lesson06 import cases
+from autograder.checks.lesson06.cases import RECORDS
 
-LESSON06 = sorted(cid for cid, c in REGISTRY.items()
-                  if c.record.__module__.endswith("lesson06"))
+from .wrong_answers import fails, passes, row_test
+
+LESSON06 = sorted(RECORDS)
+LN_IDS = ("layernorm.params", "layernorm.values", "layernorm.hidden", "layernorm.normalised",
+          "layernorm.independent")
+FF_IDS = ("ff.relu", "ff.gelu", "ff.hidden")
+ENCODER_IDS = tuple(cid for cid in LESSON06 if cid.startswith("encoder."))
 
 
 def not_written(*args, **kwargs):
@@ -139,42 +146,6 @@ class ScalarWeight(GoodLayerNorm):
         self.weight = nn.Parameter(torch.ones(1))
 
 
-def test_correct_layer_norm_passes():
-    """Does a correct LayerNorm pass every LayerNorm check?"""
-    for cid in ("layernorm.params", "layernorm.values", "layernorm.hidden",
-                "layernorm.normalised", "layernorm.independent"):
-        check(cid, GoodLayerNorm)
-
-
-@pytest.mark.parametrize("cls, cid, message", [
-    (EpsOutside, "layernorm.values", r"eps is added outside the square root"),
-    (UnbiasedVariance, "layernorm.values", r"unbiased variance"),
-    (UnbiasedVariance, "layernorm.normalised", r"\(d_model - 1\) / d_model"),
-    (AnnotatedTransformerNorm, "layernorm.values", r"Annotated Transformer"),
-    (OverSequence, "layernorm.values", r"sequence axis \(1\)"),
-    (OverSequence, "layernorm.independent", r"mixes tokens"),
-    (OverBatch, "layernorm.values", r"batch axis \(0\).*batch normalisation"),
-    (NoAffine, "layernorm.values", r"without weight and bias"),
-    (RMSNorm, "layernorm.values", r"RMSNorm"),
-    (RMSNorm, "layernorm.normalised", r"mean 0"),
-    (EpsIgnored, "layernorm.values", r"built with eps=0.5"),
-    (CallsTorch, "layernorm.values", r"calls PyTorch's layer norm"),
-    (WrapsTorch, "layernorm.values", r"calls PyTorch's layer norm"),
-    (CallsCourse, "layernorm.values", r"calls the course's own LayerNorm"),
-    (GammaBeta, "layernorm.values", r"no attribute `weight`"),
-    (GammaBeta, "layernorm.params", r"no tensor attribute `weight`"),
-    (PlainTensors, "layernorm.params", r"plain tensor"),
-    (RandomInit, "layernorm.params", r"weight = ones and bias = zeros"),
-    (ScalarWeight, "layernorm.params", r"shape \(1,\)"),
-    (not_written, "layernorm.values", r"not written yet"),
-    (not_written, "layernorm.params", r"not written yet"),
-])
-def test_layer_norm_mistakes(cls, cid, message):
-    """Is each wrong LayerNorm told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
-
-
 # --------------------------------------------------------------------------- FeedForward
 
 
@@ -230,28 +201,6 @@ class SwappedLinear(GoodFeedForward):
 class MixesPositions(GoodFeedForward):
     def forward(self, x):
         return super().forward(x) + x.mean(1, keepdim=True)
-
-
-def test_correct_feed_forward_passes():
-    """Does a correct FeedForward pass every FeedForward check?"""
-    for cid in ("ff.relu", "ff.gelu", "ff.hidden"):
-        check(cid, GoodFeedForward)
-
-
-@pytest.mark.parametrize("cls, cid, message", [
-    (TanhGelu, "ff.gelu", r"tanh approximation"),
-    (NoActivation, "ff.relu", r"no activation"),
-    (ActivationAfter, "ff.relu", r"applied after linear2"),
-    (AlwaysRelu, "ff.gelu", r"built with activation=\"gelu\""),
-    (HiddenIsDModel, "ff.relu", r"hidden width should be d_ff"),
-    (SwappedLinear, "ff.relu", r"sizes look swapped"),
-    (MixesPositions, "ff.relu", r"does not match the reference .*largest error"),
-    (not_written, "ff.relu", r"not written yet"),
-])
-def test_feed_forward_mistakes(cls, cid, message):
-    """Is each wrong FeedForward told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
 
 
 # --------------------------------------------------------------------------- EncoderLayer
@@ -409,14 +358,44 @@ class CallsCourseLayer(WrapsTorchLayer):
         return self.inner(x, mask, return_weights)
 
 
-def test_correct_encoder_layer_passes():
-    """Does a correct EncoderLayer pass every encoder check, torch comparisons included?"""
-    for cid in LESSON06:
-        if cid.startswith("encoder."):
-            check(cid, GoodEncoderLayer)
 
 
-@pytest.mark.parametrize("cls, cid, message", [
+WRONG_LAYER_NORMS = [
+    (EpsOutside, "layernorm.values", r"eps is added outside the square root"),
+    (UnbiasedVariance, "layernorm.values", r"unbiased variance"),
+    (UnbiasedVariance, "layernorm.normalised", r"\(d_model - 1\) / d_model"),
+    (AnnotatedTransformerNorm, "layernorm.values", r"Annotated Transformer"),
+    (OverSequence, "layernorm.values", r"sequence axis \(1\)"),
+    (OverSequence, "layernorm.independent", r"mixes tokens"),
+    (OverBatch, "layernorm.values", r"batch axis \(0\).*batch normalisation"),
+    (NoAffine, "layernorm.values", r"without weight and bias"),
+    (RMSNorm, "layernorm.values", r"RMSNorm"),
+    (RMSNorm, "layernorm.normalised", r"mean 0"),
+    (EpsIgnored, "layernorm.values", r"built with eps=0.5"),
+    (CallsTorch, "layernorm.values", r"calls PyTorch's layer norm"),
+    (WrapsTorch, "layernorm.values", r"calls PyTorch's layer norm"),
+    (CallsCourse, "layernorm.values", r"calls the course's own LayerNorm"),
+    (GammaBeta, "layernorm.values", r"no attribute `weight`"),
+    (GammaBeta, "layernorm.params", r"no tensor attribute `weight`"),
+    (PlainTensors, "layernorm.params", r"plain tensor"),
+    (RandomInit, "layernorm.params", r"weight = ones and bias = zeros"),
+    (ScalarWeight, "layernorm.params", r"shape \(1,\)"),
+    (not_written, "layernorm.values", r"not written yet"),
+    (not_written, "layernorm.params", r"not written yet"),
+]
+
+WRONG_FEED_FORWARDS = [
+    (TanhGelu, "ff.gelu", r"tanh approximation"),
+    (NoActivation, "ff.relu", r"no activation"),
+    (ActivationAfter, "ff.relu", r"applied after linear2"),
+    (AlwaysRelu, "ff.gelu", r"built with activation=\"gelu\""),
+    (HiddenIsDModel, "ff.relu", r"hidden width should be d_ff"),
+    (SwappedLinear, "ff.relu", r"sizes look swapped"),
+    (MixesPositions, "ff.relu", r"does not match the reference .*largest error"),
+    (not_written, "ff.relu", r"not written yet"),
+]
+
+WRONG_ENCODER_LAYERS = [
     (ResidualFromNorm, "encoder.pre_norm", r"norm\(x\) \+ sublayer\(norm\(x\)\)"),
     (AlwaysPre, "encoder.post_norm", r"matches the PRE-norm layer"),
     (NormFirstIgnored, "encoder.pre_norm", r"matches the POST-norm layer"),
@@ -440,16 +419,123 @@ def test_correct_encoder_layer_passes():
     (CallsCourseLayer, "encoder.pre_norm", r"calls the course's own EncoderLayer"),
     (not_written, "encoder.layout", r"not written yet"),
     (not_written, "encoder.mask_weights", r"not written yet"),
-])
-def test_encoder_layer_mistakes(cls, cid, message):
-    """Is each wrong EncoderLayer told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
+]
+
+
+# ------------------------------------------------------------------------ one mistake, once
+
+# A learner's notebook: the EncoderLayer builds their own LayerNorm (unbiased variance) and
+# FeedForward (no activation) by name, and is wired correctly.
+NOTEBOOK: dict = {"torch": torch, "nn": nn, "MultiHeadAttention": attnlab.MultiHeadAttention}
+exec('''
+class LayerNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+
+    def forward(self, x):
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model, d_ff, activation="relu"):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x):
+        return self.linear2(self.linear1(x))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.0, norm_first=False,
+                 activation="relu", eps=1e-5):
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, n_heads)
+        self.ff = FeedForward(d_model, d_ff, activation)
+        self.norm1 = LayerNorm(d_model, eps)
+        self.norm2 = LayerNorm(d_model, eps)
+
+    def forward(self, x, mask=None, return_weights=False):
+        if self.norm_first:
+            h = self.norm1(x)
+            a, w = self.self_attn(h, h, h, mask)
+            x = x + a
+            x = x + self.ff(self.norm2(x))
+        else:
+            a, w = self.self_attn(x, x, x, mask)
+            x = self.norm1(x + a)
+            x = self.norm2(x + self.ff(x))
+        return (x, w) if return_weights else x
+
+
+from autograder.checks.lesson06.cases import StandInFeedForward, StandInLayerNorm
+
+
+class LayerNormStealing(StandInLayerNorm):
+    pass
+
+
+class LayerNormWrapping(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.inner = StandInLayerNorm(d_model, eps)
+        self.weight, self.bias = self.inner.weight, self.inner.bias
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class FeedForwardStealing(StandInFeedForward):
+    pass
+''', NOTEBOOK)
+
+ISOLATION = [
+    fails(NOTEBOOK["LayerNorm"], "layernorm.values", "unbiased variance", name="own-layernorm"),
+    fails(NOTEBOOK["FeedForward"], "ff.relu", "no activation", name="own-feedforward"),
+    # the EncoderLayer is judged on its own: its wrong parts cost their own checks only
+    *passes(NOTEBOOK["EncoderLayer"], *ENCODER_IDS, name="encoder-over-own-wrong-parts"),
+    *[fails(NOTEBOOK["LayerNormStealing"], cid, "the grader's stand-in LayerNorm",
+            name="layernorm-is-the-stand-in") for cid in LN_IDS if cid != "layernorm.params"],
+    fails(NOTEBOOK["LayerNormWrapping"], "layernorm.values", "the grader's stand-in LayerNorm",
+          name="layernorm-wraps-the-stand-in"),
+    *[fails(NOTEBOOK["FeedForwardStealing"], cid, "the grader's stand-in FeedForward",
+            name="feedforward-is-the-stand-in") for cid in FF_IDS],
+]
+
+
+# ------------------------------------------------------------------------ the rows
+
+ROWS = [
+    *passes(GoodLayerNorm, *LN_IDS),
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_LAYER_NORMS],
+    *passes(GoodFeedForward, *FF_IDS),
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_FEED_FORWARDS],
+    *passes(GoodEncoderLayer, *ENCODER_IDS),
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_ENCODER_LAYERS],
+    *ISOLATION,
+]
+
+test_row = row_test(ROWS)
 
 
 def test_every_lesson06_check_is_exercised():
-    """Do the correct-answer tests above reach every check this lesson registers?"""
-    exercised = {"layernorm.params", "layernorm.values", "layernorm.hidden",
-                 "layernorm.normalised", "layernorm.independent", "ff.relu", "ff.gelu",
-                 "ff.hidden"} | {cid for cid in LESSON06 if cid.startswith("encoder.")}
+    """Do the correct-answer rows above reach every check this lesson registers?"""
+    exercised = {row.check_id for row in ROWS if row.expect is None}
     assert set(LESSON06) == exercised
+    assert set(LESSON06) <= set(REGISTRY)
+
+
+@pytest.mark.parametrize("check_id", ["encoder.post_norm", "encoder.pre_norm",
+                                      "encoder.layout"])
+def test_isolation_rows_can_fail(check_id, monkeypatch):
+    """Without the stand-ins, the notebook's EncoderLayer would pay for its wrong LayerNorm
+    and FeedForward again: the isolation rows above are not true by construction."""
+    for name in list(cases.ENCODER_STAND_INS):
+        monkeypatch.delitem(cases.ENCODER_STAND_INS, name)
+    with pytest.raises(CheckFailed):
+        check(check_id, NOTEBOOK["EncoderLayer"])

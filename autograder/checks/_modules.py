@@ -288,3 +288,24 @@ def stand_in_kernels(*classes_or_functions: Any, label: str) -> list[tuple[str, 
         else:
             found.append((label, obj))
     return found
+
+
+def course_kernels(*specs: str) -> list[tuple[str, Any]]:
+    """Guard ``kernels=`` entries for the course's own classes or functions, by NAME
+    (``"EncoderLayer.forward"``, ``"residual"``), resolved from ``autograder.reference`` at
+    run time, so a ``cases.py`` never imports a kernel of its own lesson (under ``grade`` it
+    is a stub of the same name, caught alike). Labelled as ``Guard(course=...)`` labels."""
+    import importlib
+
+    reference = importlib.import_module("autograder.reference")
+    found: list[tuple[str, Any]] = []
+    for spec in specs:
+        obj: Any = reference
+        try:
+            for part in spec.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        found.append((f"the course's own {spec.split('.')[0]} (attnlab / autograder.reference)",
+                      obj))
+    return found
