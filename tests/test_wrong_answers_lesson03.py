@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -11,9 +12,16 @@ import torch.nn.functional as F
 
 import attnlab
 from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks.lesson03 import cases
+
+from .wrong_answers import fails, passes, row_test
 
 LESSON03 = sorted(cid for cid, c in REGISTRY.items()
-                  if c.record.__module__.endswith("lesson03"))
+                  if c.record.__module__ == "autograder.checks.lesson03.cases")
+SPLIT_IDS = ("split_heads.values", "split_heads.hidden")
+MERGE_IDS = ("merge_heads.values", "merge_heads.hidden")
+MHA_IDS = ("mha.shapes", "mha.self_attention", "mha.cross_attention", "mha.hidden", "mha.mask",
+           "mha.mask_hidden", "mha.no_bias", "mha.properties")
 
 
 # --------------------------------------------------------------------------- split / merge
@@ -76,16 +84,7 @@ def not_written(*args, **kwargs):
     raise NotImplementedError()
 
 
-def test_correct_split_and_merge_pass():
-    """Does a correct split_heads/merge_heads pass every split, merge and round-trip check?"""
-    for cid in ("split_heads.values", "split_heads.hidden"):
-        check(cid, split_heads)
-    for cid in ("merge_heads.values", "merge_heads.hidden"):
-        check(cid, merge_heads)
-    check("heads.round_trip", (split_heads, merge_heads))
-
-
-@pytest.mark.parametrize("fn, cid, message", [
+WRONG_SPLITS = [
     (split_bare_view, "split_heads.values", r"x\.view\(B, H, L, d_head\)"),
     (split_no_transpose, "split_heads.values", r"That is \(B, L, H, d_head\)"),
     (split_interleaved, "split_heads.values", r"every H-th feature"),
@@ -93,30 +92,26 @@ def test_correct_split_and_merge_pass():
     (split_wrong_axes, "split_heads.hidden", r"transposed the wrong axes"),
     (split_calls_course, "split_heads.values", r"calls the course's own split_heads"),
     (not_written, "split_heads.values", r"not written yet"),
-])
-def test_split_mistakes(fn, cid, message):
-    """Is each wrong split_heads told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+]
 
-
-@pytest.mark.parametrize("fn, cid, message", [
+WRONG_MERGES = [
     (merge_view, "merge_heads.values", r"needs a contiguous tensor"),
     (merge_no_transpose, "merge_heads.values", r"straight to \(B, L, d_model\)"),
     (merge_interleaved, "merge_heads.values", r"interleaved"),
     (merge_unjoined, "merge_heads.values", r"join the last two axes"),
     (not_written, "merge_heads.values", r"not written yet"),
-])
-def test_merge_mistakes(fn, cid, message):
-    """Is each wrong merge_heads told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+]
 
-
-def test_round_trip_catches_a_mismatched_pair():
-    """Does the round trip fail when merge_heads does not undo split_heads?"""
-    with pytest.raises(CheckFailed, match="does not give back its input"):
-        check("heads.round_trip", (split_heads, merge_no_transpose))
+HEADS_ROWS = [
+    *passes(split_heads, *SPLIT_IDS),
+    *passes(merge_heads, *MERGE_IDS),
+    *passes((split_heads, merge_heads), "heads.round_trip", name="good-pair"),
+    *[fails(fn, cid, message) for fn, cid, message in WRONG_SPLITS],
+    *[fails(fn, cid, message) for fn, cid, message in WRONG_MERGES],
+    # the round trip fails when merge_heads does not undo split_heads
+    fails((split_heads, merge_no_transpose), "heads.round_trip", "does not give back its input",
+          name="mismatched-pair"),
+]
 
 
 # --------------------------------------------------------------------------- MultiHeadAttention
@@ -293,29 +288,30 @@ class NotWritten(nn.Module):
         raise NotImplementedError()
 
 
-def test_correct_module_passes_every_lesson03_check():
-    """Does a correct MultiHeadAttention (and split/merge) pass every check id of lesson 03?"""
-    objects = {"split_heads": split_heads, "merge_heads": merge_heads,
-               "heads": (split_heads, merge_heads), "mha": GoodMHA}
-    assert len(LESSON03) >= 13
-    for cid in LESSON03:
-        check(cid, objects[cid.split(".")[0]])
+class WithBuildingBlock(GoodMHA):
+    """Built on the course's own lesson-02 block, attnlab.scaled_dot_product_attention."""
+
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        out, w = attnlab.scaled_dot_product_attention(q, k, v, mask)
+        return self.out_proj(merge_heads(out)), w
 
 
-def test_course_building_block_inside_is_allowed():
-    """May a learner build their module on attnlab.scaled_dot_product_attention?"""
+class Interleaved(GoodMHA):
+    """Heads made of interleaved features, written inline (not through split_heads)."""
 
-    class WithBuildingBlock(GoodMHA):
-        def forward(self, query, key, value, mask=None):
-            q, k, v = self.heads(query, key, value)
-            out, w = attnlab.scaled_dot_product_attention(q, k, v, mask)
-            return self.out_proj(merge_heads(out)), w
+    def heads(self, query, key, value):
+        H = self.n_heads
+        return tuple(split_interleaved(lin(t), H) for lin, t in
+                     ((self.q_proj, query), (self.k_proj, key), (self.v_proj, value)))
 
-    for cid in ("mha.self_attention", "mha.mask", "mha.mask_hidden", "mha.properties"):
-        check(cid, WithBuildingBlock)
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        w = self.weights(self.scores(q, k), mask)
+        return self.out_proj(merge_interleaved(w @ v)), w
 
 
-@pytest.mark.parametrize("cls, cid, message", [
+WRONG_MHA = [
     (NoOutProj, "mha.self_attention", r"before\* out_proj"),
     (AveragedWeights, "mha.shapes", r"averaged over the heads"),
     (ScaledByDModel, "mha.self_attention", r"sqrt\(d_model\) instead of sqrt\(d_head\)"),
@@ -335,57 +331,143 @@ def test_course_building_block_inside_is_allowed():
     (PerHeadWidth, "mha.shapes", r"`q_proj.weight` has shape \(4, 12\)"),
     (OnlyOutput, "mha.self_attention", r"should return a pair"),
     (NotWritten, "mha.shapes", r"not written yet"),
-])
-def test_mha_mistakes(cls, cid, message):
-    """Is each wrong MultiHeadAttention told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
+    # calling nn.MultiheadAttention, F.scaled_dot_product_attention or the course's own module
+    (WrapsTorch, "mha.self_attention", r"calls PyTorch's built-in attention"),
+    (FusedKernel, "mha.self_attention", r"calls PyTorch's built-in attention"),
+    (CourseSubclass, "mha.self_attention", r"calls the course's own MultiHeadAttention"),
+    # the hidden property checks give class-level messages for structural mistakes
+    (BareViewHeads, "mha.properties", r"Shuffling the key/value positions"),
+    (SoftmaxOverQueries, "mha.properties", r"probability distribution over the keys"),
+    (Interleaved, "mha.self_attention", r"interleaved features"),
+    (Interleaved, "mha.properties", r"should change head 0's weights and no other"),
+]
+
+MHA_ROWS = [
+    *passes(GoodMHA, *MHA_IDS),
+    # a learner may build on attnlab.scaled_dot_product_attention (lesson 02's block)
+    *passes(WithBuildingBlock, "mha.self_attention", "mha.mask", "mha.mask_hidden",
+            "mha.properties"),
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_MHA],
+]
 
 
-@pytest.mark.parametrize("cls, message", [
-    (WrapsTorch, r"calls PyTorch's built-in attention"),
-    (FusedKernel, r"calls PyTorch's built-in attention"),
-    (CourseSubclass, r"calls the course's own MultiHeadAttention"),
-])
-def test_existing_implementations_are_caught(cls, message):
-    """Is calling nn.MultiheadAttention, F.scaled_dot_product_attention or the course's own
-    module caught, with the reason?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("mha.self_attention", cls)
+# --------------------------------------------------------------------------- one mistake, once
+
+# A learner's notebook, as lesson 03 has it: MultiHeadAttention calls their own split_heads and
+# merge_heads by name (and lesson 02's scaled_dot_product_attention from attnlab).
+NOTEBOOK_CODE = """
+def merge_heads(x):
+    B, H, L, d_head = x.shape
+    return x.transpose(1, 2).reshape(B, L, H * d_head)
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, n_heads, bias=True):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key, value, mask=None):
+        q = split_heads(self.q_proj(query), self.n_heads)
+        k = split_heads(self.k_proj(key), self.n_heads)
+        v = split_heads(self.v_proj(value), self.n_heads)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.out_proj(merge_heads(heads)), weights
+
+def split_stealing(x, n_heads):
+    from autograder.checks.lesson03.cases import stand_in_split_heads
+    return stand_in_split_heads(x, n_heads)
+
+def merge_stealing(x):
+    from autograder.checks.lesson03.cases import stand_in_merge_heads
+    return stand_in_merge_heads(x)
+"""
 
 
-@pytest.mark.parametrize("cls, message", [
-    (BareViewHeads, r"Shuffling the key/value positions"),
-    (SoftmaxOverQueries, r"probability distribution over the keys"),
-])
-def test_properties_catch_structural_mistakes(cls, message):
-    """Do the hidden property checks give class-level messages for structural mistakes?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("mha.properties", cls)
+def notebook(code: str) -> dict:
+    namespace = {"torch": torch, "nn": nn,
+                 "scaled_dot_product_attention": attnlab.scaled_dot_product_attention}
+    exec(code + NOTEBOOK_CODE, namespace)
+    return namespace
 
 
-def test_properties_catch_heads_that_share_features():
-    """Does the head-independence property catch heads built from interleaved features?"""
+# split_heads forgot the transpose; merge_heads is right (the learner of issue 12)
+WRONG_SPLIT = notebook("""
+def split_heads(x, n_heads):
+    B, L, d_model = x.shape
+    return x.view(B, L, n_heads, d_model // n_heads)
+""")
+# split_heads is right; merge_heads (defined after it in NOTEBOOK_CODE) is replaced by one
+# that forgot the transpose
+WRONG_MERGE = notebook("""
+def split_heads(x, n_heads):
+    B, L, d_model = x.shape
+    return x.view(B, L, n_heads, d_model // n_heads).transpose(1, 2)
+""")
+exec("def merge_heads(x):\n"
+     "    B, H, L, d_head = x.shape\n"
+     "    return x.reshape(B, L, H * d_head)\n", WRONG_MERGE)
+# MultiHeadAttention built on the stand-ins themselves
+STEALING = notebook("")
+STEALING["split_heads"], STEALING["merge_heads"] = \
+    STEALING["split_stealing"], STEALING["merge_stealing"]
 
-    class Interleaved(GoodMHA):
-        def heads(self, query, key, value):
-            H = self.n_heads
-            return tuple(split_interleaved(lin(t), H) for lin, t in
-                         ((self.q_proj, query), (self.k_proj, key), (self.v_proj, value)))
+ISOLATION = [
+    fails(WRONG_SPLIT["split_heads"], "split_heads.values", r"That is \(B, L, H, d_head\)",
+          name="own-split-no-transpose"),
+    *passes(WRONG_SPLIT["merge_heads"], *MERGE_IDS, name="own-merge"),
+    # issue 12: the round trip sits in merge_heads' cell and judges merge_heads alone
+    *passes((WRONG_SPLIT["split_heads"], WRONG_SPLIT["merge_heads"]), "heads.round_trip",
+            name="round-trip-over-own-wrong-split"),
+    *passes(WRONG_SPLIT["MultiHeadAttention"], *MHA_IDS, name="mha-over-own-wrong-split"),
+    fails(WRONG_MERGE["merge_heads"], "merge_heads.values", r"straight to \(B, L, d_model\)",
+          name="own-merge-no-transpose"),
+    fails((WRONG_MERGE["split_heads"], WRONG_MERGE["merge_heads"]), "heads.round_trip",
+          "does not give back its input", name="round-trip-over-own-wrong-merge"),
+    *passes(WRONG_MERGE["MultiHeadAttention"], *MHA_IDS, name="mha-over-own-wrong-merge"),
+    # the stand-ins are no answer to split_heads or merge_heads ...
+    *[fails(STEALING["split_stealing"], cid, "the grader's stand-in split_heads",
+            name="split-is-the-stand-in") for cid in SPLIT_IDS],
+    *[fails(STEALING["merge_stealing"], cid, "the grader's stand-in merge_heads",
+            name="merge-is-the-stand-in") for cid in MERGE_IDS],
+    fails((STEALING["split_stealing"], STEALING["merge_stealing"]), "heads.round_trip",
+          "the grader's stand-in merge_heads", name="round-trip-merge-is-the-stand-in"),
+    # ... but a MultiHeadAttention may stand on them like on any split/merge
+    *passes(STEALING["MultiHeadAttention"], *MHA_IDS, name="mha-over-stand-ins"),
+]
 
-        def forward(self, query, key, value, mask=None):
-            q, k, v = self.heads(query, key, value)
-            w = self.weights(self.scores(q, k), mask)
-            return self.out_proj(merge_interleaved(w @ v)), w
 
-    with pytest.raises(CheckFailed, match="interleaved features"):
-        check("mha.self_attention", Interleaved)
-    with pytest.raises(CheckFailed, match="should change head 0's weights and no other"):
-        check("mha.properties", Interleaved)
+# --------------------------------------------------------------------------- the rows
+
+ROWS = [*HEADS_ROWS, *MHA_ROWS, *ISOLATION]
+
+test_row = row_test(ROWS)
 
 
-def test_checks_leave_the_global_random_stream_alone():
-    """Does running a check leave torch's global random stream where it was?"""
-    before = torch.random.get_rng_state()
-    check("mha.self_attention", GoodMHA)
-    assert torch.equal(before, torch.random.get_rng_state())
+def test_lesson03_registers_its_check_ids():
+    """Are lesson 03's thirteen check ids registered, each with rows above?"""
+    assert len(LESSON03) >= 13
+    assert set(LESSON03) == {*SPLIT_IDS, *MERGE_IDS, "heads.round_trip", *MHA_IDS}
+
+
+@pytest.mark.parametrize("check_id", MHA_IDS)
+def test_mha_isolation_can_fail_without_stand_ins(check_id, monkeypatch):
+    """Without the stand-ins, would the learner's wrong split_heads sink their
+    MultiHeadAttention (so the isolation rows above prove something)?"""
+    @contextlib.contextmanager
+    def no_stand_ins(obj, replacements):
+        yield
+
+    monkeypatch.setattr(cases, "stand_ins", no_stand_ins)
+    with pytest.raises(CheckFailed):
+        check(check_id, WRONG_SPLIT["MultiHeadAttention"])
+
+
+def test_round_trip_isolation_can_fail_with_the_learners_split(monkeypatch):
+    """Had the round trip used the learner's split_heads (as before issue 12), would the
+    right merge_heads of a learner with a wrong split_heads have failed it?"""
+    monkeypatch.setattr(cases, "stand_in_split_heads", WRONG_SPLIT["split_heads"])
+    with pytest.raises(CheckFailed, match="does not give back its input|shape"):
+        check("heads.round_trip", (WRONG_SPLIT["split_heads"], WRONG_SPLIT["merge_heads"]))
