@@ -1,19 +1,28 @@
-"""Lesson 05's checks against realistic wrong answers: each must fail with its own message."""
+"""Lesson 05's checks against realistic wrong answers: each must fail with its own message.
+
+Every wrong answer below is something a learner plausibly writes for `sinusoidal_encoding`,
+`LearnedPositionalEmbedding`, `apply_rope` or `alibi_bias`; independent correct
+implementations must pass every check id of the lesson.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 import torch
 import torch.nn as nn
 
 import attnlab
-from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks import REGISTRY
 
-LESSON05 = sorted(cid for cid, c in REGISTRY.items()
-                  if c.record.__module__.endswith("lesson05"))
+from .wrong_answers import fails, passes, row_test
+
+SIN_IDS = ("sinusoidal.values", "sinusoidal.hidden", "sinusoidal.properties")
+LEARNED_IDS = ("learned.layout", "learned.values", "learned.hidden", "learned.too_long")
+ROPE_IDS = ("rope.values", "rope.hidden", "rope.positions", "rope.properties")
+ALIBI_IDS = ("alibi.values", "alibi.hidden", "alibi.properties")
+LESSON05_IDS = SIN_IDS + LEARNED_IDS + ROPE_IDS + ALIBI_IDS
 
 
 def not_written(*args, **kwargs):
@@ -94,17 +103,7 @@ def sin_calls_course(max_len, d_model):
     return attnlab.sinusoidal_encoding(max_len, d_model)
 
 
-SIN_IDS = ("sinusoidal.values", "sinusoidal.hidden", "sinusoidal.properties")
-
-
-@pytest.mark.parametrize("fn", [sinusoidal, sinusoidal_tutorial])
-def test_correct_sinusoidal_passes(fn):
-    """Do two correct sinusoidal encodings pass every sinusoidal check?"""
-    for cid in SIN_IDS:
-        check(cid, fn)
-
-
-@pytest.mark.parametrize("fn, cid, message", [
+WRONG_SINUSOIDALS = [
     (sin_swapped, "sinusoidal.values", r"cos on the even dimensions"),
     (sin_exponent_i, "sinusoidal.values", r"exponent is 2i / d_model"),
     (sin_base_1000, "sinusoidal.values", r"base 1000 instead of 10000"),
@@ -114,28 +113,17 @@ def test_correct_sinusoidal_passes(fn):
     (sin_numpy, "sinusoidal.values", r"should return a torch tensor"),
     (not_written, "sinusoidal.values", r"not written yet"),
     (sin_calls_course, "sinusoidal.values", r"calls the course's own sinusoidal_encoding"),
-])
-def test_sinusoidal_mistakes(fn, cid, message):
-    """Is each wrong sinusoidal encoding told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+    (sin_swapped, "sinusoidal.hidden", r"cos on the even dimensions"),
+]
 
-
-@pytest.mark.parametrize("fn, message", [
+# the hidden property checks explain structural mistakes without the reference
+SIN_PROPERTY_MISTAKES = [
     (sin_swapped, r"sines and cosines are swapped"),
     (sin_concatenated, r"sines in the first half"),
     (sin_from_one, r"Do your positions start at 0"),
     (sin_own_index, r"SAME angle"),
-    (sin_exponent_i, r"one radian per position|offset"),
     (sin_float64, r"dtype float64"),
-])
-def test_sinusoidal_properties_catch_structural_mistakes(fn, message):
-    """Do the hidden property checks explain structural mistakes without the reference?"""
-    if fn is sin_exponent_i:  # i/d frequencies are a valid encoding, only not the paper's
-        check("sinusoidal.properties", fn)
-        return
-    with pytest.raises(CheckFailed, match=message):
-        check("sinusoidal.properties", fn)
+]
 
 
 # --------------------------------------------------------------------------- learned embedding
@@ -250,16 +238,7 @@ class LearnedNotWritten(nn.Module):
         raise NotImplementedError()
 
 
-LEARNED_IDS = ("learned.layout", "learned.values", "learned.hidden", "learned.too_long")
-
-
-def test_correct_learned_passes():
-    """Does a correct LearnedPositionalEmbedding pass every learned-embedding check?"""
-    for cid in LEARNED_IDS:
-        check(cid, GoodLearned)
-
-
-@pytest.mark.parametrize("cls, cid, message", [
+WRONG_LEARNED = [
     (EmbeddingOnly, "learned.values", r"position embeddings alone"),
     (EmbeddingOnlyUnbroadcast, "learned.values", r"table of position embeddings alone"),
     (SamePosition, "learned.values", r"position 0 for every token"),
@@ -273,23 +252,15 @@ def test_correct_learned_passes():
     (Detached, "learned.hidden", r"no \.detach\(\).*so the table can learn"),
     (CourseLearned, "learned.values", r"calls the course's own LearnedPositionalEmbedding"),
     (LearnedNotWritten, "learned.layout", r"not written yet"),
-])
-def test_learned_mistakes(cls, cid, message):
-    """Is each wrong LearnedPositionalEmbedding told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, cls)
+]
 
-
-@pytest.mark.parametrize("cls, message", [
+# a too-long sequence must raise a ValueError, and a sequence of max_len must work
+LENGTH_MISTAKES = [
     (NoLengthCheck, r"raised IndexError.*comes from nn.Embedding itself"),
     (SlicesTable, r"raised RuntimeError|without an error"),
     (OffByOne, r"exactly 6 tokens"),
     (FromOne, r"exactly 6 tokens"),
-])
-def test_learned_length_mistakes(cls, message):
-    """Must a too-long sequence raise a ValueError, and a sequence of max_len work?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("learned.too_long", cls)
+]
 
 
 # --------------------------------------------------------------------------- RoPE
@@ -375,17 +346,27 @@ def rope_calls_course(x, positions=None, base=10000.0):
     return attnlab.apply_rope(x, positions, base)
 
 
-ROPE_IDS = ("rope.values", "rope.hidden", "rope.positions", "rope.properties")
+def rope_half_ignores_positions(x, positions=None, base=10000.0):
+    return _rope_variant(x, None, 10000.0, half=True)
 
 
-@pytest.mark.parametrize("fn", [rope, rope_complex])
-def test_correct_rope_passes(fn):
-    """Do two correct RoPE implementations pass every RoPE check?"""
-    for cid in ROPE_IDS:
-        check(cid, fn)
+def rope_mixed_pair(x, positions=None, base=10000.0):
+    """The second entry of each pair forgets a: not a rotation."""
+    return _rope_variant(x, positions, base, mix=True)
 
 
-@pytest.mark.parametrize("fn, cid, message", [
+def rope_float64(x, positions=None, base=10000.0):
+    return rope(x.double(), positions, base)
+
+
+def rope_squared_positions(x, positions=None, base=10000.0):
+    """A rotation whose angle is not linear in the position."""
+    L = x.shape[-2]
+    pos = torch.arange(L) if positions is None else positions
+    return rope(x, pos.float() ** 2 / 50, base)
+
+
+WRONG_ROPES = [
     (rope_half_split, "rope.values", r"half-split layout"),
     (rope_half_split, "rope.hidden", r"half-split layout"),
     (rope_wrong_sign, "rope.values", r"wrong direction"),
@@ -393,50 +374,22 @@ def test_correct_rope_passes(fn):
     (rope_from_one, "rope.values", r"positions 1\.\.L"),
     (rope_concatenated, "rope.values", r"concatenated"),
     (rope_ignores_positions, "rope.positions", r"ignores the `positions` argument"),
-    (lambda x, positions=None, base=10000.0: _rope_variant(x, None, 10000.0, half=True),
-     "rope.positions", r"ignores the `positions` argument.*also ignores `base`|does not match"),
+    (rope_half_ignores_positions, "rope.positions",
+     r"ignores the `positions` argument.*also ignores `base`|does not match"),
     (rope_ignores_base, "rope.positions", r"ignores the `base` argument"),
     (rope_3d_only, "rope.values", r"any number of leading axes"),
     (rope_calls_course, "rope.values", r"calls the course's own apply_rope"),
     (not_written, "rope.values", r"not written yet"),
-])
-def test_rope_mistakes(fn, cid, message):
-    """Is each wrong RoPE told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+]
 
-
-@pytest.mark.parametrize("fn, message", [
+# the hidden property checks give class-level messages
+ROPE_PROPERTY_MISTAKES = [
     (rope_adds_angle, r"keeps its length|norm"),
     (rope_from_one, r"At position 0 every angle is 0"),
-    (lambda x, positions=None, base=10000.0: _rope_variant(x, positions, base, mix=True),
-     r"keeps its length|norm"),
-    (lambda x, positions=None, base=10000.0: rope(x.double(), positions, base),
-     r"keep the input's dtype"),
-])
-def test_rope_properties_catch_structural_mistakes(fn, message):
-    """Do the hidden property checks give class-level messages?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("rope.properties", fn)
-
-
-@pytest.mark.parametrize("fn", [rope_half_split, rope_wrong_sign, rope_exponent_i,
-                                rope_concatenated])
-def test_rope_positions_check_is_isolated(fn):
-    """Does a rotation mistake that handles positions and base right keep the positions point?"""
-    check("rope.positions", fn)
-
-
-def test_rope_property_catches_non_relative_rotation():
-    """Does the offset property catch a rotation whose angle is not linear in the position?"""
-
-    def squared_positions(x, positions=None, base=10000.0):
-        L = x.shape[-2]
-        pos = torch.arange(L) if positions is None else positions
-        return rope(x, pos.float() ** 2 / 50, base)
-
-    with pytest.raises(CheckFailed, match="depend only on the offset"):
-        check("rope.properties", squared_positions)
+    (rope_mixed_pair, r"keeps its length|norm"),
+    (rope_float64, r"keep the input's dtype"),
+    (rope_squared_positions, r"depend only on the offset"),
+]
 
 
 # --------------------------------------------------------------------------- ALiBi
@@ -541,23 +494,32 @@ def alibi_calls_course(n_heads, L):
     return attnlab.alibi_bias(n_heads, L)
 
 
-ALIBI_IDS = ("alibi.values", "alibi.hidden", "alibi.properties")
+def alibi_batch_axis(n_heads, L):
+    return alibi(n_heads, L)[None]
 
 
-@pytest.mark.parametrize("fn", [alibi, alibi_loops, alibi_bloom])
-def test_correct_alibi_passes(fn):
-    """Do two correct ALiBi implementations pass every ALiBi check?"""
-    for cid in ALIBI_IDS:
-        check(cid, fn)
+def alibi_diagonal(n_heads, L):
+    return alibi(n_heads, L) - 0.1 * torch.eye(L)
 
 
-@pytest.mark.parametrize("fn, cid, message", [
+def alibi_squared_distance(n_heads, L):
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1) / n_heads)
+    i = torch.arange(L)
+    return -slopes[:, None, None] * (i[:, None] - i[None, :]).float() ** 2
+
+
+def alibi_harmonic_slopes(n_heads, L):
+    i = torch.arange(L)
+    return -(1.0 / torch.arange(1, n_heads + 1))[:, None, None] * (i[:, None] - i[None, :]).abs()
+
+
+WRONG_ALIBIS = [
     (alibi_h_not_h1, "alibi.values", r"head 0 gets slope 1"),
     (alibi_positive, "alibi.values", r"\+slope \* \|i - j\|"),
     (alibi_no_abs, "alibi.values", r"without the absolute value"),
     (alibi_reversed, "alibi.values", r"slopes in reverse order"),
     (alibi_heads_last, "alibi.values", r"Heads come first"),
-    (lambda H, L: alibi(H, L)[None], "alibi.values", r"Drop the leading axis"),
+    (alibi_batch_axis, "alibi.values", r"Drop the leading axis"),
     (alibi_calls_course, "alibi.values", r"calls the course's own alibi_bias"),
     (not_written, "alibi.values", r"not written yet"),
     (alibi_power_of_two_formula, "alibi.values",
@@ -566,14 +528,10 @@ def test_correct_alibi_passes(fn):
     (alibi_power_of_two_formula, "alibi.hidden", r"H = 3: that formula holds for a power"),
     (alibi_sorted, "alibi.values", r"right slopes, sorted from steep to gentle"),
     (alibi_first_extra, "alibi.values", r"extra heads take the first slopes for 2H' = 8"),
-])
-def test_alibi_mistakes(fn, cid, message):
-    """Is each wrong ALiBi told what it got wrong?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(cid, fn)
+]
 
-
-@pytest.mark.parametrize("fn, message", [
+# the hidden property checks give class-level messages
+ALIBI_PROPERTY_MISTAKES = [
     (alibi_h_not_h1, r"Head 0's slope is 1"),
     (alibi_positive, r"positive entries"),
     (alibi_no_abs, r"not symmetric"),
@@ -581,35 +539,84 @@ def test_alibi_mistakes(fn, cid, message):
     (alibi_power_of_two_formula, r"Head 0's slope is .* 2\^\(-8/4\) = 0\.25 \(for H = 6, not a "
                                  r"power of two"),
     (alibi_first_extra, r"heads 4\.\.5 should take the even-indexed slopes"),
-    (lambda H, L: alibi(H, L) - 0.1 * torch.eye(L), r"on the diagonal"),
-    (lambda H, L: -(2.0 ** (-8.0 * torch.arange(1, H + 1) / H))[:, None, None]
-     * (torch.arange(L)[:, None] - torch.arange(L)[None, :]).float() ** 2,
-     r"proportional to the distance"),
-    (lambda H, L: -(1.0 / torch.arange(1, H + 1))[:, None, None]
-     * (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs(), r"slope"),
-])
-def test_alibi_properties_catch_structural_mistakes(fn, message):
-    """Do the hidden property checks give class-level messages?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("alibi.properties", fn)
+    (alibi_diagonal, r"on the diagonal"),
+    (alibi_squared_distance, r"proportional to the distance"),
+    (alibi_harmonic_slopes, r"slope"),
+]
 
 
-# --------------------------------------------------------------------------- all together
+# ------------------------------------------------------------------------ one mistake, once
+
+# A learner's notebook: apply_rope reuses their own sinusoidal_encoding (its sines and cosines
+# are RoPE's for the default base), which has sin and cos swapped. The RoPE checks run it with
+# the grader's stand-in in its place, so the swap costs the sinusoidal points only.
+NOTEBOOK: dict = {"torch": torch}
+exec("def sinusoidal_encoding(max_len, d_model):\n"
+     "    pos = torch.arange(max_len, dtype=torch.float32)[:, None]\n"
+     "    angle = pos / 10000 ** (torch.arange(0, d_model, 2).float() / d_model)\n"
+     "    return torch.stack([angle.cos(), angle.sin()], dim=-1).flatten(-2)  # swapped\n"
+     "def apply_rope(x, positions=None, base=10000.0):\n"
+     "    L, d = x.shape[-2:]\n"
+     "    if positions is None:\n"
+     "        positions = torch.arange(L)\n"
+     "    if base == 10000.0:  # the sinusoidal table holds sin and cos of pos * theta_i\n"
+     "        pe = sinusoidal_encoding(int(positions.max()) + 1, d)[positions]\n"
+     "        sin, cos = pe[:, 0::2], pe[:, 1::2]\n"
+     "    else:\n"
+     "        theta = base ** (-torch.arange(0, d, 2).float() / d)\n"
+     "        angle = positions.float()[:, None] * theta\n"
+     "        sin, cos = angle.sin(), angle.cos()\n"
+     "    a, b = x[..., 0::2], x[..., 1::2]\n"
+     "    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)\n"
+     "def sinusoidal_stealing(max_len, d_model):\n"
+     "    from autograder.checks.lesson05.cases import stand_in_sinusoidal_encoding\n"
+     "    return stand_in_sinusoidal_encoding(max_len, d_model)\n", NOTEBOOK)
+
+ISOLATION = [
+    fails(NOTEBOOK["sinusoidal_encoding"], "sinusoidal.values", "cos on the even dimensions",
+          name="own-sinusoidal-swapped"),
+    # apply_rope is judged on its own: the swapped table it reads costs the sinusoidal points
+    *passes(NOTEBOOK["apply_rope"], *ROPE_IDS, name="rope-over-own-wrong-sinusoidal"),
+    *[fails(NOTEBOOK["sinusoidal_stealing"], check_id, "the grader's stand-in sinusoidal",
+            name="sinusoidal-is-the-stand-in") for check_id in SIN_IDS],
+]
 
 
-def test_correct_solutions_pass_every_lesson05_check():
-    """Does the correct solution of every exercise pass every check id of lesson 05?"""
-    objects = {"sinusoidal": sinusoidal, "learned": GoodLearned, "rope": rope, "alibi": alibi}
-    assert len(LESSON05) >= 13
-    for cid in LESSON05:
-        check(cid, objects[cid.split(".")[0]])
+# ------------------------------------------------------------------------ the rows
+
+ROWS = [
+    *passes(sinusoidal, *SIN_IDS),
+    *passes(sinusoidal_tutorial, *SIN_IDS),
+    *passes(GoodLearned, *LEARNED_IDS),
+    *passes(rope, *ROPE_IDS),
+    *passes(rope_complex, *ROPE_IDS),
+    *passes(alibi, *ALIBI_IDS),
+    *passes(alibi_loops, *ALIBI_IDS),
+    *passes(alibi_bloom, *ALIBI_IDS),
+    # i/d frequencies are a valid encoding, only not the paper's
+    *passes(sin_exponent_i, "sinusoidal.properties"),
+    # a rotation mistake that handles positions and base right keeps the positions point
+    *[row for fn in (rope_half_split, rope_wrong_sign, rope_exponent_i, rope_concatenated)
+      for row in passes(fn, "rope.positions")],
+    *[fails(fn, cid, message) for fn, cid, message in WRONG_SINUSOIDALS],
+    *[fails(fn, "sinusoidal.properties", message) for fn, message in SIN_PROPERTY_MISTAKES],
+    *[fails(cls, cid, message) for cls, cid, message in WRONG_LEARNED],
+    *[fails(cls, "learned.too_long", message) for cls, message in LENGTH_MISTAKES],
+    *[fails(fn, cid, message) for fn, cid, message in WRONG_ROPES],
+    *[fails(fn, "rope.properties", message) for fn, message in ROPE_PROPERTY_MISTAKES],
+    *[fails(fn, cid, message) for fn, cid, message in WRONG_ALIBIS],
+    *[fails(fn, "alibi.properties", message) for fn, message in ALIBI_PROPERTY_MISTAKES],
+    *ISOLATION,
+]
+
+test_row = row_test(ROWS)
 
 
-def test_checks_leave_the_global_random_stream_alone():
-    """Does running the learned-embedding checks leave torch's global random stream alone?"""
-    before = torch.random.get_rng_state()
-    check("learned.values", GoodLearned)
-    assert torch.equal(before, torch.random.get_rng_state())
+def test_lesson05_registers_its_check_ids():
+    """Are all fourteen of lesson 05's check ids registered, and no others of its exercises?"""
+    assert {i for i in REGISTRY
+            if i.split(".")[0] in ("sinusoidal", "learned", "rope", "alibi")} == \
+        set(LESSON05_IDS)
 
 
 def test_reference_is_what_the_checks_expect():

@@ -1,11 +1,10 @@
-"""Checks for lesson 05, positional encoding: ``sinusoidal_encoding``,
-``LearnedPositionalEmbedding``, ``apply_rope`` and ``alibi_bias``.
+"""Lesson 05's verdicts: reference oracles, known mistakes and messages (trusted side only).
 
-Every case is rebuilt from a fixed seed on both sides. Value checks compare with the
-reference and name known mistakes (computed here, from the formulas, for the same case);
-property checks test what any correct encoding must satisfy (a sine and a cosine of one
-angle per pair, rotations that keep norms and depend on offsets only, a symmetric
-distance penalty...) and give class-level messages for mistakes nobody catalogued.
+Value checks compare with the reference and name known mistakes (computed here, from the
+formulas, for the same case); property checks test what any correct encoding must satisfy
+(a sine and a cosine of one angle per pair, rotations that keep norms and depend on offsets
+only, a symmetric distance penalty...) and give class-level messages for mistakes nobody
+catalogued.
 """
 
 from __future__ import annotations
@@ -21,12 +20,11 @@ from autograder.reference import alibi_bias as ref_alibi
 from autograder.reference import apply_rope as ref_rope
 from autograder.reference import sinusoidal_encoding as ref_sinusoidal
 
-from ._core import (
-    Guard,
-    Outcome,
-    TensorRecord,
+from .._core import Outcome, TensorRecord
+from .._module_verdicts import compare_cases, reference_module, reference_output
+from .._verdict import (
+    Mistake,
     as_array,
-    call,
     check_outcome,
     close,
     expect_close,
@@ -34,10 +32,30 @@ from ._core import (
     expect_shape,
     fail,
     fmt,
-    register,
 )
-
-OURS = "the course's own {} (attnlab / autograder.reference)"
+from .cases import (
+    ALIBI_PROP,
+    LPE_GRAD,
+    LPE_HIDDEN,
+    LPE_LAYOUT,
+    LPE_VALUES,
+    PROP_SIN,
+    ROPE_HIDDEN,
+    ROPE_POSITIONS,
+    ROPE_VALUES,
+    TOO_LONG,
+    AlibiCase,
+    LpeCase,
+    RopeCase,
+    SinCase,
+    alibi_cases,
+    lpe_grad_out,
+    lpe_inputs,
+    lpe_table,
+    rope_prop_inputs,
+    rope_x,
+    sin_cases,
+)
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -68,10 +86,6 @@ def _tensor(out: Outcome, what: str, case: str) -> np.ndarray:
 
 
 SIN = "Your sinusoidal_encoding"
-
-
-def _sin_guard() -> Guard:
-    return Guard((), [(OURS.format("sinusoidal_encoding"), ref_sinusoidal)])
 
 
 def _pe(max_len: int, d: int, *, base: float = 10000.0, exponent: str = "2i",
@@ -118,37 +132,19 @@ M_SIN_MULT = ("It matches pos * 10000^(2i/d_model): divide by 10000^(2i/d_model)
               "frequency is 1 / 10000^(2i/d_model)), so the wavelengths grow with i.")
 
 
-def _sin_mistakes(max_len: int, d: int) -> dict[str, np.ndarray]:
-    return {
-        M_SIN_SWAP: _pe(max_len, d, swap=True),
-        M_SIN_I: _pe(max_len, d, exponent="i"),
-        M_SIN_4I: _pe(max_len, d, exponent="4i"),
-        M_SIN_DIM: _pe(max_len, d, exponent="dim"),
-        M_SIN_BASE: _pe(max_len, d, base=1000.0),
-        M_SIN_CONCAT: _pe(max_len, d, layout="concat"),
-        M_SIN_CONCAT + " (Also, sin and cos are swapped.)": _pe(max_len, d, layout="concat",
-                                                                 swap=True),
-        M_SIN_START: _pe(max_len, d, start=1),
-        M_SIN_MULT: _pe(max_len, d, multiply=True),
-    }
-
-
-def _sin_cases(hidden: bool) -> list[tuple[int, int]]:
-    """(max_len, d_model), all with an even d_model."""
-    if not hidden:
-        return [(6, 8), (50, 16)]
-    return [(1, 2), (3, 4), (7, 10), (100, 64), (20, 128), (128, 6)]
-
-
-def _sin_desc(max_len: int, d: int) -> str:
-    return f"max_len={max_len}, d_model={d}"
-
-
-def _record_sin(hidden: bool):
-    def record(fn) -> dict:
-        return {_sin_desc(n, d): call(fn, n, d, guard=_sin_guard())
-                for n, d in _sin_cases(hidden)}
-    return record
+def _sin_mistakes(max_len: int, d: int) -> list[Mistake]:
+    return [
+        (M_SIN_SWAP, _pe(max_len, d, swap=True)),
+        (M_SIN_I, _pe(max_len, d, exponent="i")),
+        (M_SIN_4I, _pe(max_len, d, exponent="4i")),
+        (M_SIN_DIM, _pe(max_len, d, exponent="dim")),
+        (M_SIN_BASE, _pe(max_len, d, base=1000.0)),
+        (M_SIN_CONCAT, _pe(max_len, d, layout="concat")),
+        (M_SIN_CONCAT + " (Also, sin and cos are swapped.)",
+         _pe(max_len, d, layout="concat", swap=True)),
+        (M_SIN_START, _pe(max_len, d, start=1)),
+        (M_SIN_MULT, _pe(max_len, d, multiply=True)),
+    ]
 
 
 def _sin_shape_hint(got: tuple, max_len: int, d: int) -> str:
@@ -162,34 +158,18 @@ def _sin_shape_hint(got: tuple, max_len: int, d: int) -> str:
     return "One row per position, one column per dimension: (max_len, d_model)."
 
 
-def _compare_sin(hidden: bool):
-    def compare(rec: dict) -> None:
-        for n, d in _sin_cases(hidden):
-            desc = _sin_desc(n, d)
-            got = _tensor(rec[desc], SIN, desc)
-            want = _np(ref_sinusoidal(n, d))
-            expect_shape(got, want.shape, "The table from your sinusoidal_encoding", desc,
-                         hint=_sin_shape_hint(tuple(got.shape), n, d))
-            expect_finite(got, "The table from your sinusoidal_encoding", desc)
-            expect_close(got, want, SIN, desc, _sin_mistakes(n, d), atol=1e-4, rtol=1e-4)
-    return compare
-
-
-register("sinusoidal.values", "sinusoidal_encoding: shape and values match the paper's formula",
-         _record_sin(False), _compare_sin(False))
-register("sinusoidal.hidden", "sinusoidal_encoding: more lengths and widths, up to d_model=128",
-         _record_sin(True), _compare_sin(True))
-
-PROP_SIN = (64, 32)
-
-
-def _record_sin_properties(fn) -> dict:
-    return {"table": call(fn, *PROP_SIN, guard=_sin_guard())}
+def _compare_sin(out: Outcome, case: SinCase) -> None:
+    n, d, desc = case.max_len, case.d_model, case.desc
+    got = _tensor(out, SIN, desc)
+    want = _np(ref_sinusoidal(n, d))
+    expect_shape(got, want.shape, "The table from your sinusoidal_encoding", desc,
+                 hint=_sin_shape_hint(tuple(got.shape), n, d))
+    expect_finite(got, "The table from your sinusoidal_encoding", desc)
+    expect_close(got, want, SIN, desc, _sin_mistakes(n, d), atol=1e-4, rtol=1e-4)
 
 
 def _compare_sin_properties(rec: dict) -> None:
-    n, d = PROP_SIN
-    desc = _sin_desc(n, d)
+    n, d, desc = PROP_SIN.max_len, PROP_SIN.d_model, PROP_SIN.desc
     got = _tensor(rec["table"], SIN, desc)
     expect_shape(got, (n, d), "The table from your sinusoidal_encoding", desc,
                  hint=_sin_shape_hint(tuple(got.shape), n, d))
@@ -237,56 +217,10 @@ def _compare_sin_properties(rec: dict) -> None:
                  "frequency per pair?")
 
 
-register("sinusoidal.properties", "sinusoidal_encoding: float32, PE[0] = [0, 1, 0, 1, ...], "
-         "sin^2 + cos^2 = 1 per pair, similarity depends on offset only",
-         _record_sin_properties, _compare_sin_properties)
-
-
 # --------------------------------------------------------------------------- learned embedding
 
 
 LPE = "Your LearnedPositionalEmbedding"
-
-
-def _lpe_guard() -> Guard:
-    return Guard((), [(OURS.format("LearnedPositionalEmbedding"), RefLearned.forward)])
-
-
-def _table(max_len: int, d: int, seed: int) -> Tensor:
-    return torch.randn(max_len, d, generator=torch.Generator().manual_seed(seed))
-
-
-def _build_lpe(cls, max_len: int, d: int, seed: int) -> tuple[object, dict]:
-    """The learner's module with a fixed-seed table in ``embedding.weight``; what we saw."""
-    holder: dict = {}
-
-    def construct():
-        with torch.random.fork_rng():  # their init draws from the global stream: restore it
-            holder["m"] = cls(max_len, d)
-
-    info: dict = {"construct": call(construct, guard=_lpe_guard())}
-    module = holder.get("m")
-    if module is None:
-        return None, info
-    info["module"] = isinstance(module, torch.nn.Module)
-    try:
-        emb = getattr(module, "embedding", None)
-    except Exception:
-        emb = None
-    weight = getattr(emb, "weight", None)
-    info["attr"] = None if emb is None else {
-        "kind": type(emb).__name__,
-        "embedding": isinstance(emb, torch.nn.Embedding),
-        "weight_shape": tuple(weight.shape) if isinstance(weight, Tensor) else None,
-        "trainable": isinstance(weight, torch.nn.Parameter) and weight.requires_grad,
-    }
-    if info["attr"] and info["attr"]["weight_shape"] == (max_len, d):
-        try:
-            with torch.no_grad():
-                weight.copy_(_table(max_len, d, seed))
-        except Exception as exc:
-            info["attr"]["load_error"] = f"{type(exc).__name__}: {exc}"
-    return module, info
 
 
 def _check_lpe_built(info: dict, max_len: int, d: int) -> None:
@@ -318,73 +252,26 @@ def _check_lpe_built(info: dict, max_len: int, d: int) -> None:
         fail(f"Could not load a test table into `embedding.weight` ({attr['load_error']}).")
 
 
-def _lpe_inputs(B: int, L: int, d: int, seed: int) -> Tensor:
-    return torch.randn(B, L, d, generator=torch.Generator().manual_seed(seed + 1))
-
-
-LpeCase = tuple[str, int, int, int, int, int]  # desc, max_len, d_model, B, L, seed
-
-LPE_LAYOUT: LpeCase = ("LearnedPositionalEmbedding(10, 8)", 10, 8, 1, 1, 501)
-LPE_VALUES: list[LpeCase] = [
-    ("max_len=10, d_model=8, x of shape (2, 7, 8)", 10, 8, 2, 7, 502),
-    ("max_len=5, d_model=4, x of shape (3, 5, 4): L = max_len", 5, 4, 3, 5, 503),
-]
-LPE_HIDDEN: list[LpeCase] = [
-    ("max_len=6, d_model=4, x of shape (3, 1, 4): one token", 6, 4, 3, 1, 7501),
-    ("max_len=64, d_model=16, x of shape (2, 33, 16)", 64, 16, 2, 33, 7502),
-    ("max_len=9, d_model=12, x of shape (1, 9, 12)", 9, 12, 1, 9, 7503),
-    ("max_len=20, d_model=6, x of shape (5, 3, 6)", 20, 6, 5, 3, 7504),
-]
-LPE_GRAD: LpeCase = ("max_len=8, d_model=4, x of shape (2, 5, 4)", 8, 4, 2, 5, 7505)
-
-
-def _grad_probe(module, x: Tensor, g_out: Tensor) -> Tensor:
-    """The gradient of sum(out * g_out) with respect to the embedding table."""
-    (module(x) * g_out).sum().backward()
-    return module.embedding.weight.grad
-
-
-def _record_lpe(cases: list[LpeCase], grad: bool = False):
-    def record(cls) -> dict:
-        rec = {}
-        for desc, max_len, d, B, L, seed in cases:
-            module, info = _build_lpe(cls, max_len, d, seed)
-            if module is not None:
-                x = _lpe_inputs(B, L, d, seed)
-                info["forward"] = call(module, x, guard=_lpe_guard())
-            rec[desc] = info
-        if grad:
-            desc, max_len, d, B, L, seed = LPE_GRAD
-            module, info = _build_lpe(cls, max_len, d, seed)
-            if module is not None:
-                x = _lpe_inputs(B, L, d, seed)
-                g_out = torch.randn(B, L, d, generator=torch.Generator().manual_seed(seed + 2))
-                info["grad"] = call(_grad_probe, module, x, g_out, guard=_lpe_guard())
-            rec["grad"] = info
-        return rec
-    return record
-
-
-def _lpe_mistakes(x: Tensor, W: Tensor) -> dict[str, np.ndarray]:
+def _lpe_mistakes(x: Tensor, W: Tensor) -> list[Mistake]:
     B, L, d = x.shape
-    out = {
-        "It matches the position embeddings alone: add them to the token vectors, "
-        "x + self.embedding(positions).": _np(W[:L].expand(B, L, d)),
-        "It matches x plus the embedding of position 0 for every token: each token needs "
-        "the row of its own position, self.embedding(torch.arange(L)).": _np(x + W[0]),
-        f"It matches x plus the embedding of position {L - 1} for every token: look up all "
-        "positions at once, self.embedding(torch.arange(L)) has shape (L, d_model).":
-            _np(x + W[L - 1]),
-        "It matches x multiplied by the position embeddings: they are added, "
-        "x + self.embedding(positions).": _np(x * W[:L]),
-        "It matches x minus the position embeddings: add them.": _np(x - W[:L]),
-    }
+    out = [
+        ("It matches the position embeddings alone: add them to the token vectors, "
+         "x + self.embedding(positions).", _np(W[:L].expand(B, L, d))),
+        ("It matches x plus the embedding of position 0 for every token: each token needs "
+         "the row of its own position, self.embedding(torch.arange(L)).", _np(x + W[0])),
+        (f"It matches x plus the embedding of position {L - 1} for every token: look up all "
+         "positions at once, self.embedding(torch.arange(L)) has shape (L, d_model).",
+         _np(x + W[L - 1])),
+        ("It matches x multiplied by the position embeddings: they are added, "
+         "x + self.embedding(positions).", _np(x * W[:L])),
+        ("It matches x minus the position embeddings: add them.", _np(x - W[:L])),
+    ]
     if L + 1 <= W.shape[0]:
-        out["It matches positions 1..L: the first position is 0, torch.arange(L)."] = \
-            _np(x + W[1:L + 1])
+        out.append(("It matches positions 1..L: the first position is 0, torch.arange(L).",
+                    _np(x + W[1:L + 1])))
     if L <= W.shape[0]:
-        out["It matches the last L rows of the table: position p uses row p, counting from "
-            "row 0."] = _np(x + W[W.shape[0] - L:])
+        out.append(("It matches the last L rows of the table: position p uses row p, counting "
+                    "from row 0.", _np(x + W[W.shape[0] - L:])))
     return out
 
 
@@ -425,17 +312,14 @@ def _lpe_forward(info: dict, desc: str) -> np.ndarray:
 
 def _compare_lpe(cases: list[LpeCase], grad: bool = False):
     def compare(rec: dict) -> None:
-        for desc, max_len, d, B, L, seed in cases:
+        for case in cases:
+            desc, B, L, d = case.desc, case.B, case.L, case.d_model
             info = rec[desc]
-            _check_lpe_built(info, max_len, d)
+            _check_lpe_built(info, case.max_len, d)
             got = _lpe_forward(info, desc)
-            x = _lpe_inputs(B, L, d, seed)
-            W = _table(max_len, d, seed)
-            with torch.random.fork_rng():
-                ref = RefLearned(max_len, d)
-            ref.embedding.weight.data.copy_(W)
-            with torch.no_grad():
-                want = _np(ref(x))
+            x, W = lpe_inputs(case), lpe_table(case)
+            want = reference_output(reference_module(
+                RefLearned, (case.max_len, d), params={"embedding.weight": W}), x)
             expect_shape(got, want.shape, "The output of your LearnedPositionalEmbedding", desc,
                          hint=_lpe_shape_hint(tuple(got.shape), B, L, d))
             expect_finite(got, "The output of your LearnedPositionalEmbedding", desc)
@@ -448,7 +332,8 @@ def _compare_lpe(cases: list[LpeCase], grad: bool = False):
                                       "self.embedding(torch.arange(L)).")
             expect_close(got, want, LPE, desc, _lpe_mistakes(x, W))
         if grad:
-            desc, max_len, d, B, L, seed = LPE_GRAD
+            case = LPE_GRAD
+            desc, max_len, d, L = case.desc, case.max_len, case.d_model, case.L
             info = rec["grad"]
             _check_lpe_built(info, max_len, d)
             what = "Backpropagating through your LearnedPositionalEmbedding"
@@ -460,46 +345,20 @@ def _compare_lpe(cases: list[LpeCase], grad: bool = False):
             if value is None:
                 fail(f"No gradient reached embedding.weight ({desc}). Add the rows from "
                      "self.embedding(...) to x without detaching them.")
-            g_out = torch.randn(B, L, d, generator=torch.Generator().manual_seed(seed + 2))
             want = np.zeros((max_len, d), dtype=np.float32)
-            want[:L] = _np(g_out.sum(0))
+            want[:L] = _np(lpe_grad_out(case).sum(0))
             expect_close(np.asarray(value), want, "The gradient of embedding.weight", desc,
                          hint="Row p of the table should receive the gradient of position p, "
                               "summed over the batch; rows past L get none.")
     return compare
 
 
-def _record_lpe_layout(cls) -> dict:
-    desc, max_len, d, _, _, seed = LPE_LAYOUT
-    return _build_lpe(cls, max_len, d, seed)[1]
-
-
 def _compare_lpe_layout(rec: dict) -> None:
-    _check_lpe_built(rec, LPE_LAYOUT[1], LPE_LAYOUT[2])
-
-
-register("learned.layout", "LearnedPositionalEmbedding: `embedding` is a trainable "
-         "nn.Embedding(max_len, d_model)", _record_lpe_layout, _compare_lpe_layout)
-register("learned.values", "LearnedPositionalEmbedding: adds row p of the table to the token "
-         "at position p", _record_lpe(LPE_VALUES), _compare_lpe(LPE_VALUES))
-register("learned.hidden", "LearnedPositionalEmbedding: more sizes; gradients reach the table",
-         _record_lpe(LPE_HIDDEN, grad=True), _compare_lpe(LPE_HIDDEN, grad=True))
-
-TOO_LONG = (6, 4, 503)  # max_len, d_model, seed
-
-
-def _record_too_long(cls) -> dict:
-    max_len, d, seed = TOO_LONG
-    module, info = _build_lpe(cls, max_len, d, seed)
-    if module is not None:
-        info["fits"] = call(module, _lpe_inputs(2, max_len, d, seed), guard=_lpe_guard())
-        info["long"] = call(module, _lpe_inputs(2, max_len + 1, d, seed), guard=_lpe_guard())
-        info["longer"] = call(module, _lpe_inputs(1, 3 * max_len, d, seed), guard=_lpe_guard())
-    return info
+    _check_lpe_built(rec, LPE_LAYOUT.max_len, LPE_LAYOUT.d_model)
 
 
 def _compare_too_long(rec: dict) -> None:
-    max_len, d, _ = TOO_LONG
+    max_len, d = TOO_LONG.max_len, TOO_LONG.d_model
     _check_lpe_built(rec, max_len, d)
     built = f"LearnedPositionalEmbedding({max_len}, {d})"
     fits = rec["fits"]
@@ -529,18 +388,10 @@ def _compare_too_long(rec: dict) -> None:
                  "max_len={self.max_len}\").")
 
 
-register("learned.too_long", "LearnedPositionalEmbedding: L = max_len works, longer sequences "
-         "raise a ValueError", _record_too_long, _compare_too_long)
-
-
 # --------------------------------------------------------------------------- RoPE
 
 
 ROPE = "Your apply_rope"
-
-
-def _rope_guard() -> Guard:
-    return Guard((), [(OURS.format("apply_rope"), ref_rope)])
 
 
 def _rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0, *,
@@ -590,66 +441,24 @@ M_ROPE_BASE = ("It matches base 10000: your function ignores the `base` argument
                "theta_i = base^(-2i / d_head).")
 
 
-def _rope_mistakes(x: Tensor, positions: Tensor | None, base: float) -> dict[str, np.ndarray]:
-    m: dict[str, np.ndarray] = {}
+def _rope_mistakes(x: Tensor, positions: Tensor | None, base: float) -> list[Mistake]:
+    m: list[Mistake] = []
     if positions is not None:
-        m[M_ROPE_IGNORE] = _rope(x, None, base)
-        m[M_ROPE_IGNORE + " (It also ignores `base`.)"] = _rope(x, None)
+        m += [(M_ROPE_IGNORE, _rope(x, None, base)),
+              (M_ROPE_IGNORE + " (It also ignores `base`.)", _rope(x, None))]
     if base != 10000.0:
-        m[M_ROPE_BASE] = _rope(x, positions)
-    return m | {
-        M_ROPE_HALF: _rope(x, positions, base, pairing="half"),
-        M_ROPE_SIGN: _rope(x, positions, base, sign=-1.0),
-        M_ROPE_I: _rope(x, positions, base, exponent="i"),
-        M_ROPE_4I: _rope(x, positions, base, exponent="4i"),
-        M_ROPE_SWAP: _rope(x, positions, base, swap=True),
-        M_ROPE_CAT: _rope(x, positions, base, concat_out=True),
-        M_ROPE_START: _rope(x, positions, base, start=1),
-        M_ROPE_HALF + " (Also, it rotates the wrong way.)":
-            _rope(x, positions, base, pairing="half", sign=-1.0),
-    }
-
-
-RopeCase = tuple[str, tuple, "Tensor | None", "float | None", int]  # desc, shape, pos, base, seed
-
-
-def _rope_x(shape: tuple, seed: int) -> Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-ROPE_VALUES: list[RopeCase] = [
-    ("x of shape (2, 6, 8), default positions", (2, 6, 8), None, None, 521),
-    ("x of shape (2, 3, 5, 16) = (B, H, L, d_head), default positions", (2, 3, 5, 16), None,
-     None, 522),
-]
-ROPE_HIDDEN: list[RopeCase] = [
-    ("x of shape (7, 4), default positions", (7, 4), None, None, 7521),
-    ("x of shape (1, 1, 1, 2): one token at position 0", (1, 1, 1, 2), None, None, 7522),
-    ("x of shape (2, 2, 9, 32)", (2, 2, 9, 32), None, None, 7523),
-    ("x of shape (3, 40, 64)", (3, 40, 64), None, None, 7524),
-    ("x of shape (5, 2, 6, 12)", (5, 2, 6, 12), None, None, 7525),
-]
-ROPE_POSITIONS: list[RopeCase] = [
-    ("x of shape (2, 5, 8), positions [3, 0, 7, 7, 100]", (2, 5, 8),
-     torch.tensor([3, 0, 7, 7, 100]), None, 523),
-    ("x of shape (2, 6, 8), default positions, base=1000", (2, 6, 8), None, 1000.0, 524),
-    ("x of shape (3, 4, 6), positions 10..13, base=500", (3, 4, 6), torch.arange(10, 14), 500.0,
-     525),
-]
-
-
-def _rope_call(fn, shape: tuple, positions: Tensor | None, base: float | None, seed: int):
-    x = _rope_x(shape, seed)
-    args = (x,) if positions is None else (x, positions.clone())
-    kwargs = {} if base is None else {"base": base}
-    return call(fn, *args, guard=_rope_guard(), **kwargs)
-
-
-def _record_rope(cases: list[RopeCase]):
-    def record(fn) -> dict:
-        return {desc: _rope_call(fn, shape, pos, base, seed)
-                for desc, shape, pos, base, seed in cases}
-    return record
+        m.append((M_ROPE_BASE, _rope(x, positions)))
+    return m + [
+        (M_ROPE_HALF, _rope(x, positions, base, pairing="half")),
+        (M_ROPE_SIGN, _rope(x, positions, base, sign=-1.0)),
+        (M_ROPE_I, _rope(x, positions, base, exponent="i")),
+        (M_ROPE_4I, _rope(x, positions, base, exponent="4i")),
+        (M_ROPE_SWAP, _rope(x, positions, base, swap=True)),
+        (M_ROPE_CAT, _rope(x, positions, base, concat_out=True)),
+        (M_ROPE_START, _rope(x, positions, base, start=1)),
+        (M_ROPE_HALF + " (Also, it rotates the wrong way.)",
+         _rope(x, positions, base, pairing="half", sign=-1.0)),
+    ]
 
 
 def _rope_shape_hint(got: tuple, shape: tuple) -> str:
@@ -667,70 +476,38 @@ def _rotation_slips(x: Tensor, positions: Tensor | None, base: float) -> list[np
             _rope(x, positions, base, pairing="half", sign=-1.0)]
 
 
-def _compare_rope(cases: list[RopeCase], arguments_only: bool = False):
+def _compare_rope(arguments_only: bool = False):
     """``arguments_only``: a rotation mistake that uses positions and base right still passes
     (it costs the points of rope.values, not these)."""
-    def compare(rec: dict) -> None:
-        for desc, shape, positions, base, seed in cases:
-            out = rec[desc]
-            if out.error and "positional argument" in out.error and not out.forbidden:
-                fail(f"{ROPE} raised {out.error} ({desc}). Keep the signature "
-                     "apply_rope(x, positions=None, base=10000.0).")
-            if (out.error and not out.forbidden and out.error_type != "NotImplementedError"
-                    and any(w in out.error.lower() for w in ("size", "shape", "dimension"))):
-                fail(f"{ROPE} raised {out.error} ({desc}). x may have any number of leading "
-                     "axes: read the last two from the end, L, d_head = x.shape[-2:], take "
-                     "the pairs with x[..., 0::2] and x[..., 1::2], and shape the angles "
-                     "(L, d_head // 2) so they broadcast against them.")
-            got = _tensor(out, ROPE, desc)
-            x = _rope_x(shape, seed)
-            b = 10000.0 if base is None else base
-            want = _np(ref_rope(x, positions, b))
-            expect_shape(got, want.shape, "The output of your apply_rope", desc,
-                         hint=_rope_shape_hint(tuple(got.shape), shape))
-            expect_finite(got, "The output of your apply_rope", desc)
-            if arguments_only and got.shape == want.shape and not close(
-                    got, want, atol=1e-4, rtol=1e-4) and any(
-                    close(got, slip, atol=1e-4, rtol=1e-4)
-                    for slip in _rotation_slips(x, positions, b)):
-                continue
-            expect_close(got, want, ROPE, desc, _rope_mistakes(x, positions, b),
-                         atol=1e-4, rtol=1e-4)
+    def compare(out: Outcome, case: RopeCase) -> None:
+        desc, shape, positions = case.desc, case.shape, case.positions
+        if out.error and "positional argument" in out.error and not out.forbidden:
+            fail(f"{ROPE} raised {out.error} ({desc}). Keep the signature "
+                 "apply_rope(x, positions=None, base=10000.0).")
+        if (out.error and not out.forbidden and out.error_type != "NotImplementedError"
+                and any(w in out.error.lower() for w in ("size", "shape", "dimension"))):
+            fail(f"{ROPE} raised {out.error} ({desc}). x may have any number of leading "
+                 "axes: read the last two from the end, L, d_head = x.shape[-2:], take "
+                 "the pairs with x[..., 0::2] and x[..., 1::2], and shape the angles "
+                 "(L, d_head // 2) so they broadcast against them.")
+        got = _tensor(out, ROPE, desc)
+        x, b = rope_x(case), case.base_value
+        want = _np(ref_rope(x, positions, b))
+        expect_shape(got, want.shape, "The output of your apply_rope", desc,
+                     hint=_rope_shape_hint(tuple(got.shape), shape))
+        expect_finite(got, "The output of your apply_rope", desc)
+        if arguments_only and got.shape == want.shape and not close(
+                got, want, atol=1e-4, rtol=1e-4) and any(
+                close(got, slip, atol=1e-4, rtol=1e-4)
+                for slip in _rotation_slips(x, positions, b)):
+            return
+        expect_close(got, want, ROPE, desc, _rope_mistakes(x, positions, b),
+                     atol=1e-4, rtol=1e-4)
     return compare
 
 
-register("rope.values", "apply_rope: rotates interleaved pairs by pos * theta_i, 3-D and 4-D",
-         _record_rope(ROPE_VALUES), _compare_rope(ROPE_VALUES))
-register("rope.hidden", "apply_rope: more shapes, one token, d_head up to 64",
-         _record_rope(ROPE_HIDDEN), _compare_rope(ROPE_HIDDEN))
-register("rope.positions", "apply_rope: uses the `positions` and `base` arguments",
-         _record_rope(ROPE_POSITIONS), _compare_rope(ROPE_POSITIONS, arguments_only=True))
-
-
-def _rope_prop_inputs() -> dict:
-    g = torch.Generator().manual_seed(7530)
-    q = torch.randn(6, 16, generator=g)  # (L, d_head)
-    k = torch.randn(6, 16, generator=g)
-    pos = torch.tensor([0, 3, 4, 10, 11, 50])
-    return {"x": torch.randn(2, 3, 8, 16, generator=g) * 3, "q": q, "k": k, "pos": pos,
-            "shift": 37}
-
-
-def _record_rope_properties(fn) -> dict:
-    c = _rope_prop_inputs()
-    guard = _rope_guard
-    return {
-        "norms": call(fn, c["x"], guard=guard()),
-        "first": call(fn, c["q"], guard=guard()),
-        "q": call(fn, c["q"], c["pos"], guard=guard()),
-        "k": call(fn, c["k"], c["pos"], guard=guard()),
-        "q_shift": call(fn, c["q"], c["pos"] + c["shift"], guard=guard()),
-        "k_shift": call(fn, c["k"], c["pos"] + c["shift"], guard=guard()),
-    }
-
-
 def _compare_rope_properties(rec: dict) -> None:
-    c = _rope_prop_inputs()
+    c = rope_prop_inputs()
     x = _np(c["x"])
     got = _tensor(rec["norms"], ROPE, "x of shape (2, 3, 8, 16)")
     expect_shape(got, x.shape, "The output of your apply_rope", "x of shape (2, 3, 8, 16)",
@@ -768,19 +545,10 @@ def _compare_rope_properties(rec: dict) -> None:
              "keys and the same for both dims of a pair.")
 
 
-register("rope.properties", "apply_rope: keeps norms and dtype, position 0 is the identity, "
-         "scores depend on the offset m - n only", _record_rope_properties,
-         _compare_rope_properties)
-
-
 # --------------------------------------------------------------------------- ALiBi
 
 
 ALIBI = "Your alibi_bias"
-
-
-def _alibi_guard() -> Guard:
-    return Guard((), [(OURS.format("alibi_bias"), ref_alibi)])
 
 
 def _pow2_below(H: int) -> int:
@@ -866,46 +634,27 @@ def _m_extra(H: int, which: str) -> str:
             "neighbouring slopes, the first between 1 and the steepest.")
 
 
-def _alibi_mistakes(H: int, L: int) -> dict[str, np.ndarray]:
-    mistakes = {
-        M_ALIBI_H: _alibi(H, L, start=0),
-        M_ALIBI_POS: _alibi(H, L, sign=1.0),
-        M_ALIBI_NOABS: _alibi(H, L, distance="i-j"),
-        M_ALIBI_NOABS2: _alibi(H, L, distance="j-i"),
-        M_ALIBI_REV: _alibi(H, L, reverse=True),
-        M_ALIBI_EIGHT: _alibi(H, L, eight=1.0),
-        M_ALIBI_H + " (Also, the sign: the bias must be -slope * |i - j|.)":
-            _alibi(H, L, start=0, sign=1.0),
-        M_ALIBI_REV + " (Also, the sign: the bias must be -slope * |i - j|.)":
-            _alibi(H, L, reverse=True, sign=1.0),
-    }
+def _alibi_mistakes(H: int, L: int) -> list[Mistake]:
+    sign = " (Also, the sign: the bias must be -slope * |i - j|.)"
+    mistakes = [
+        (M_ALIBI_H, _alibi(H, L, start=0)),
+        (M_ALIBI_POS, _alibi(H, L, sign=1.0)),
+        (M_ALIBI_NOABS, _alibi(H, L, distance="i-j")),
+        (M_ALIBI_NOABS2, _alibi(H, L, distance="j-i")),
+        (M_ALIBI_REV, _alibi(H, L, reverse=True)),
+        (M_ALIBI_EIGHT, _alibi(H, L, eight=1.0)),
+        (M_ALIBI_H + sign, _alibi(H, L, start=0, sign=1.0)),
+        (M_ALIBI_REV + sign, _alibi(H, L, reverse=True, sign=1.0)),
+    ]
     if H != _pow2_below(H):  # these misreadings differ from the right answer only here
-        mistakes.update({
-            _m_pow2(H): _alibi(H, L, rule="pow2"),
-            _m_pow2(H) + " (Also, the sign: the bias must be -slope * |i - j|.)":
-                _alibi(H, L, rule="pow2", sign=1.0),
-            _m_order(H): _alibi(H, L, rule="sorted"),
-            _m_extra(H, "first"): _alibi(H, L, rule="first"),
-            _m_extra(H, "odd-indexed"): _alibi(H, L, rule="odd"),
-        })
+        mistakes += [
+            (_m_pow2(H), _alibi(H, L, rule="pow2")),
+            (_m_pow2(H) + sign, _alibi(H, L, rule="pow2", sign=1.0)),
+            (_m_order(H), _alibi(H, L, rule="sorted")),
+            (_m_extra(H, "first"), _alibi(H, L, rule="first")),
+            (_m_extra(H, "odd-indexed"), _alibi(H, L, rule="odd")),
+        ]
     return mistakes
-
-
-def _alibi_cases(hidden: bool) -> list[tuple[int, int]]:
-    """(n_heads, L)."""
-    if not hidden:
-        return [(4, 5), (8, 6), (6, 5)]
-    return [(1, 3), (2, 1), (3, 4), (12, 7), (16, 10)]
-
-
-def _alibi_desc(H: int, L: int) -> str:
-    return f"n_heads={H}, L={L}"
-
-
-def _record_alibi(cases: list[tuple[int, int]]):
-    def record(fn) -> dict:
-        return {_alibi_desc(H, L): call(fn, H, L, guard=_alibi_guard()) for H, L in cases}
-    return record
 
 
 def _alibi_shape_hint(got: tuple, H: int, L: int) -> str:
@@ -919,31 +668,19 @@ def _alibi_shape_hint(got: tuple, H: int, L: int) -> str:
     return "One (L, L) matrix of biases per head: (n_heads, L, L)."
 
 
-def _compare_alibi(cases: list[tuple[int, int]]):
-    def compare(rec: dict) -> None:
-        for H, L in cases:
-            desc = _alibi_desc(H, L)
-            got = _tensor(rec[desc], ALIBI, desc)
-            want = _np(ref_alibi(H, L))
-            expect_shape(got, want.shape, "The bias from your alibi_bias", desc,
-                         hint=_alibi_shape_hint(tuple(got.shape), H, L))
-            expect_finite(got, "The bias from your alibi_bias", desc)
-            expect_close(got, want, ALIBI, desc, _alibi_mistakes(H, L), atol=1e-6, rtol=1e-5)
-    return compare
-
-
-register("alibi.values", "alibi_bias: shape (H, L, L) and values -slope_h * |i - j|, "
-         "4, 8 and 6 heads",
-         _record_alibi(_alibi_cases(False)), _compare_alibi(_alibi_cases(False)))
-register("alibi.hidden", "alibi_bias: one head, one token, up to 16 heads",
-         _record_alibi(_alibi_cases(True)), _compare_alibi(_alibi_cases(True)))
-
-ALIBI_PROP = [(8, 9), (6, 5)]
+def _compare_alibi(out: Outcome, case: AlibiCase) -> None:
+    H, L, desc = case.n_heads, case.L, case.desc
+    got = _tensor(out, ALIBI, desc)
+    want = _np(ref_alibi(H, L))
+    expect_shape(got, want.shape, "The bias from your alibi_bias", desc,
+                 hint=_alibi_shape_hint(tuple(got.shape), H, L))
+    expect_finite(got, "The bias from your alibi_bias", desc)
+    expect_close(got, want, ALIBI, desc, _alibi_mistakes(H, L), atol=1e-6, rtol=1e-5)
 
 
 def _compare_alibi_properties(rec: dict) -> None:
-    for H, L in ALIBI_PROP:
-        desc = _alibi_desc(H, L)
+    for case in ALIBI_PROP:
+        H, L, desc = case.n_heads, case.L, case.desc
         got = _tensor(rec[desc], ALIBI, desc).astype(np.float64)
         expect_shape(got, (H, L, L), "The bias from your alibi_bias", desc,
                      hint=_alibi_shape_hint(tuple(got.shape), H, L))
@@ -995,6 +732,35 @@ def _expect_alibi_slopes(slopes: np.ndarray, H: int, desc: str) -> None:
              "BLOOM and Hugging Face.")
 
 
-register("alibi.properties", "alibi_bias: zero diagonal, symmetric, never positive, "
-         "geometric slopes starting at 2^(-8/H'), extra heads in between (log scale)",
-         _record_alibi(ALIBI_PROP), _compare_alibi_properties)
+VERDICTS = {
+    "sinusoidal.values": ("sinusoidal_encoding: shape and values match the paper's formula",
+                          compare_cases(sin_cases(False), _compare_sin)),
+    "sinusoidal.hidden": ("sinusoidal_encoding: more lengths and widths, up to d_model=128",
+                          compare_cases(sin_cases(True), _compare_sin)),
+    "sinusoidal.properties": ("sinusoidal_encoding: float32, PE[0] = [0, 1, 0, 1, ...], "
+                              "sin^2 + cos^2 = 1 per pair, similarity depends on offset only",
+                              _compare_sin_properties),
+    "learned.layout": ("LearnedPositionalEmbedding: `embedding` is a trainable "
+                       "nn.Embedding(max_len, d_model)", _compare_lpe_layout),
+    "learned.values": ("LearnedPositionalEmbedding: adds row p of the table to the token at "
+                       "position p", _compare_lpe(LPE_VALUES)),
+    "learned.hidden": ("LearnedPositionalEmbedding: more sizes; gradients reach the table",
+                       _compare_lpe(LPE_HIDDEN, grad=True)),
+    "learned.too_long": ("LearnedPositionalEmbedding: L = max_len works, longer sequences "
+                         "raise a ValueError", _compare_too_long),
+    "rope.values": ("apply_rope: rotates interleaved pairs by pos * theta_i, 3-D and 4-D",
+                    compare_cases(ROPE_VALUES, _compare_rope())),
+    "rope.hidden": ("apply_rope: more shapes, one token, d_head up to 64",
+                    compare_cases(ROPE_HIDDEN, _compare_rope())),
+    "rope.positions": ("apply_rope: uses the `positions` and `base` arguments",
+                       compare_cases(ROPE_POSITIONS, _compare_rope(arguments_only=True))),
+    "rope.properties": ("apply_rope: keeps norms and dtype, position 0 is the identity, "
+                        "scores depend on the offset m - n only", _compare_rope_properties),
+    "alibi.values": ("alibi_bias: shape (H, L, L) and values -slope_h * |i - j|, 4, 8 and 6 "
+                     "heads", compare_cases(alibi_cases(False), _compare_alibi)),
+    "alibi.hidden": ("alibi_bias: one head, one token, up to 16 heads",
+                     compare_cases(alibi_cases(True), _compare_alibi)),
+    "alibi.properties": ("alibi_bias: zero diagonal, symmetric, never positive, geometric "
+                         "slopes starting at 2^(-8/H'), extra heads in between (log scale)",
+                         _compare_alibi_properties),
+}
