@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.checks import REGISTRY, CheckFailed, check
-from autograder.checks.lesson04 import BUILDERS, MODEL_NAMES, MODELS, _panel
+from autograder.checks import REGISTRY
+from autograder.checks.lesson04.cases import BUILDERS, panel
+from autograder.checks.lesson04.verdicts import MODEL_NAMES, MODELS
 from autograder.reference import causal_mask as ref_causal
 from autograder.reference import leaks_future as ref_leaks_future
 from autograder.reference import masked_attention as ref_masked
 from autograder.reference import padding_mask as ref_padding
 from autograder.reference import scaled_dot_product_attention as ref_sdpa
+
+from .wrong_answers import fails, passes, row_test
 
 CAUSAL_IDS = ("causal_mask.values", "causal_mask.hidden")
 PADDING_IDS = ("padding_mask.values", "padding_mask.hidden")
@@ -22,10 +24,6 @@ MASKED_IDS = ("masked_attention.values", "masked_attention.hidden", "masked_atte
               "masked_attention.empty_rows_hidden", "masked_attention.gradients",
               "masked_attention.properties")
 LEAK_IDS = ("leaks_future.basic", "leaks_future.panel")
-
-
-def run_quiet(check_id, obj):
-    REGISTRY[check_id].compare(REGISTRY[check_id].record(obj))
 
 
 def test_every_lesson04_check_is_exercised():
@@ -83,14 +81,7 @@ def untouched_causal(L):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("fn", [causal, causal_arange])
-def test_correct_causal_mask_passes(fn):
-    """Does a correct causal_mask pass both causal checks?"""
-    for check_id in CAUSAL_IDS:
-        run_quiet(check_id, fn)
-
-
-@pytest.mark.parametrize("fn, message", [
+WRONG_CAUSAL = [
     (causal_triu, r"upper-triangular \(torch\.triu\)"),
     (causal_blocked, r"True = blocked"),
     (causal_strict, r"diagonal is False"),
@@ -100,11 +91,7 @@ def test_correct_causal_mask_passes(fn):
     (causal_numpy, r"should return a torch tensor, but returned a numpy array"),
     (ref_causal, r"calls the course's own causal_mask"),
     (untouched_causal, r"not written yet"),
-])
-def test_causal_mistake_gets_its_message(fn, message):
-    """Does each catalogued causal_mask mistake fail with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("causal_mask.values", fn)
+]
 
 
 # ---------------------------------------------------------------------------- padding_mask
@@ -150,14 +137,7 @@ def padding_list_unfriendly(lengths, max_len):
     return (torch.arange(max_len)[None, :] < lengths[:, None])[:, None, None, :]
 
 
-@pytest.mark.parametrize("fn", [padding, padding_loop])
-def test_correct_padding_mask_passes(fn):
-    """Does a correct padding_mask pass both padding checks?"""
-    for check_id in PADDING_IDS:
-        run_quiet(check_id, fn)
-
-
-@pytest.mark.parametrize("fn, message", [
+WRONG_PADDING = [
     (padding_inverted, r"True on the PADDING"),
     (padding_flat, r"shape \(3, 4\).*mask\[:, None, None, :\]"),
     (padding_le, r"one True too many"),
@@ -165,11 +145,7 @@ def test_correct_padding_mask_passes(fn):
     (padding_float, r"dtype torch\.float32"),
     (padding_list_unfriendly, r"torch\.as_tensor\(lengths\)"),
     (ref_padding, r"calls the course's own padding_mask"),
-])
-def test_padding_mistake_gets_its_message(fn, message):
-    """Does each catalogued padding_mask mistake fail with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check("padding_mask.values", fn)
+]
 
 
 # ------------------------------------------------------------------------ masked_attention
@@ -263,14 +239,14 @@ def via_course_sdpa(q, k, v, mask):
     return torch.nan_to_num(out), torch.nan_to_num(w)
 
 
-@pytest.mark.parametrize("fn", [masked, masked_big_negative])
-def test_correct_masked_attention_passes(fn):
-    """Does a correct masked_attention (with -inf or with -1e9) pass every check?"""
-    for check_id in MASKED_IDS:
-        run_quiet(check_id, fn)
+def fill_then_nan_to_num(q, k, v, mask):
+    """Accepted everywhere: nan_to_num after a masked_fill softmax (finite gradients)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    weights = torch.nan_to_num(torch.softmax(scores.masked_fill(~mask, float("-inf")), -1))
+    return weights @ v, weights
 
 
-@pytest.mark.parametrize("fn, check_id, message", [
+WRONG_MASKED = [
     (lesson02, "masked_attention.empty_rows", r"contain NaN in the rows whose keys are ALL"),
     (big_negative_only, "masked_attention.empty_rows", r"spread evenly \(1/Lk each\)"),
     (output_before_zeroing, "masked_attention.empty_rows", r"but the output there is not 0"),
@@ -284,30 +260,7 @@ def test_correct_masked_attention_passes(fn):
     (builtin, "masked_attention.values", r"calls PyTorch's built-in attention"),
     (via_course_sdpa, "masked_attention.values", r"calls the course's own attention"),
     (ref_masked, "masked_attention.values", r"calls the course's own attention"),
-])
-def test_masked_attention_mistake_gets_its_message(fn, check_id, message):
-    """Does each catalogued masked_attention mistake fail with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(check_id, fn)
-
-
-def test_lesson02_attention_keeps_the_value_points():
-    """Does lesson 02's attention (NaN on empty rows) still earn the value and property points?"""
-    for check_id in ("masked_attention.values", "masked_attention.hidden",
-                     "masked_attention.properties"):
-        run_quiet(check_id, lesson02)
-
-
-def test_nan_to_num_with_masked_fill_is_accepted():
-    """Is nan_to_num after a masked_fill softmax (finite gradients) accepted everywhere?"""
-
-    def fill_then_nan_to_num(q, k, v, mask):
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-        weights = torch.nan_to_num(torch.softmax(scores.masked_fill(~mask, float("-inf")), -1))
-        return weights @ v, weights
-
-    for check_id in MASKED_IDS:
-        run_quiet(check_id, fill_then_nan_to_num)
+]
 
 
 # ---------------------------------------------------------------------------- leaks_future
@@ -451,14 +404,7 @@ def untouched_leaks(fn, L, d_model, generator):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("fn", [leaks, leaks_tensor_verdict])
-def test_correct_detector_passes(fn):
-    """Does a correct leaks_future (bool or 0-d bool tensor verdict) pass both checks?"""
-    for check_id in LEAK_IDS:
-        run_quiet(check_id, fn)
-
-
-@pytest.mark.parametrize("fn, check_id, message", [
+WRONG_DETECTORS = [
     (always_true, "leaks_future.basic", r"says every model leaks"),
     (always_false, "leaks_future.basic", r"never detects a leak"),
     (compares_everything, "leaks_future.basic", r"Do you compare the whole output"),
@@ -476,27 +422,54 @@ def test_correct_detector_passes(fn):
     (forgot_return, "leaks_future.basic", r"returned None"),
     (ref_leaks_future, "leaks_future.basic", r"calls the course's own leaks_future"),
     (untouched_leaks, "leaks_future.basic", r"not written yet"),
-])
-def test_detector_mistake_gets_its_message(fn, check_id, message):
-    """Does each catalogued leaks_future mistake fail with the message meant for it?"""
-    with pytest.raises(CheckFailed, match=message):
-        check(check_id, fn)
+]
 
 
 def test_panel_truth_agrees_with_the_reference_detector():
     """Does the reference detector agree with every panel model's stated truth?"""
     assert len(BUILDERS) == len(MODELS) == len(MODEL_NAMES)
     for hidden in (False, True):
-        for number, L, d, seed in _panel(hidden):
+        for number, L, d, seed in panel(hidden):
             name = MODEL_NAMES[number]
             got = ref_leaks_future(BUILDERS[number](d), L, d, torch.Generator().manual_seed(seed))
             assert got == MODELS[name].leaks, (name, L, d)
 
 
-def test_checks_leave_the_global_stream_alone():
-    """Do the checks leave torch's global random stream where they found it?"""
-    state = torch.random.get_rng_state()
-    run_quiet("masked_attention.values", masked)
-    run_quiet("leaks_future.basic", leaks)
-    run_quiet("leaks_future.basic", leaks_tensor_verdict)
-    assert torch.equal(state, torch.random.get_rng_state())
+# ------------------------------------------------------------------------ one mistake, once
+
+# None of lesson 04's checks runs one of the learner's exercises through another: the masks
+# masked_attention is run with, and the models handed to leaks_future, are built by the
+# checks. A masked_attention that leans on the course's (lesson 02) attention is caught as
+# "the course's own attention" (via_course_sdpa above), so no stand-in is needed here.
+
+
+# ------------------------------------------------------------------------ the rows
+
+ROWS = [
+    *passes(causal, *CAUSAL_IDS),
+    *passes(causal_arange, *CAUSAL_IDS),
+    *[fails(fn, "causal_mask.values", match,
+            name="course-causal_mask" if fn is ref_causal else "")
+      for fn, match in WRONG_CAUSAL],
+    *passes(padding, *PADDING_IDS),
+    *passes(padding_loop, *PADDING_IDS),
+    *[fails(fn, "padding_mask.values", match,
+            name="course-padding_mask" if fn is ref_padding else "")
+      for fn, match in WRONG_PADDING],
+    *passes(masked, *MASKED_IDS),  # with -inf
+    *passes(masked_big_negative, *MASKED_IDS),  # with -1e9
+    *[fails(fn, check_id, match, name="course-masked_attention" if fn is ref_masked else "")
+      for fn, check_id, match in WRONG_MASKED],
+    # partial credit: lesson 02's attention (NaN on empty rows) keeps the value and property
+    # points
+    *passes(lesson02, "masked_attention.values", "masked_attention.hidden",
+            "masked_attention.properties"),
+    *passes(fill_then_nan_to_num, *MASKED_IDS),
+    *passes(leaks, *LEAK_IDS),  # a bool verdict
+    *passes(leaks_tensor_verdict, *LEAK_IDS),  # a 0-d bool tensor verdict
+    *[fails(fn, check_id, match,
+            name="course-leaks_future" if fn is ref_leaks_future else "")
+      for fn, check_id, match in WRONG_DETECTORS],
+]
+
+test_row = row_test(ROWS)
