@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._core import Guard, Outcome, call, stand_ins
+from .._modules import course_kernels
 
 
 def to_np(t: torch.Tensor) -> np.ndarray:
@@ -151,8 +152,9 @@ NAMES = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 def mha_guard() -> Guard:
     """No built-in attention, and not the course's own module (its methods, by name)."""
-    return Guard(["attention"], course=["MultiHeadAttention.forward", "MultiHeadAttention.attend",
-                                        "MultiHeadAttention.project"])
+    return Guard(["attention"], course_kernels("MultiHeadAttention.forward",
+                                               "MultiHeadAttention.attend",
+                                               "MultiHeadAttention.project"))
 
 
 @dataclass(frozen=True)

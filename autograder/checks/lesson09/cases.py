@@ -28,6 +28,7 @@ from autograder.reference.pretrained import (
 )
 
 from .._core import Guard, call, get_path
+from .._modules import course_kernels
 
 PARAMS = [f"{ours}.{p}" for ours in BERT_TO_COURSE.values() for p in ("weight", "bias")]
 
@@ -187,7 +188,9 @@ def record_minilm(fn) -> dict:
 
 
 def to_guard() -> Guard:
-    return Guard(course=["attention_to"])
+    # the course's own attention_to by name (it is withheld while lesson 09 is graded)
+    return Guard((), [("the course's own attention_to (attnlab)", fn)
+                      for _, fn in course_kernels("attention_to")])
 
 
 SENTENCE = ("[CLS]", "the", "trophy", "did", "not", "fit", "in", "the", "suitcase", "because",
