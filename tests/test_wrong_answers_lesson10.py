@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -11,20 +12,21 @@ import torch.nn.functional as F
 
 import attnlab
 from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks.lesson10 import cases
+from autograder.checks.lesson10.cases import RECORDS
 
-LESSON10 = sorted(cid for cid, c in REGISTRY.items()
-                  if c.record.__module__.endswith("lesson10"))
+from .wrong_answers import fails, passes, row_test
+
+LESSON10 = sorted(RECORDS)
 
 
 def not_written(*args, **kwargs):
     raise NotImplementedError()
 
 
-def expect_message(check_id, obj, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(check_id, obj)
-    text = str(info.value)
-    assert all(f in text for f in fragments), text
+def contains(*fragments: str) -> str:
+    """A pattern that every fragment occurs in the message (in any order), taken literally."""
+    return "(?s)^" + "".join(f"(?=.*{re.escape(f)})" for f in fragments)
 
 
 # --------------------------------------------------------------------------- good answers
@@ -180,22 +182,13 @@ GOOD = {"rmsnorm": GoodRMSNorm, "swiglu": GoodSwiGLU, "repeat_kv": good_repeat_k
         "kv_cache": good_kv_cache_bytes, "sampling": good_top_k_top_p}
 
 
-@pytest.mark.parametrize("check_id", LESSON10)
-def test_good_answers_pass_every_check(check_id):
-    """Does an independent correct answer pass each of lesson 10's checks?"""
-    check(check_id, GOOD[check_id.split(".")[0]])
+STUB = type("Stub", (nn.Module,), {"__init__": not_written, "forward": not_written})
 
-
-@pytest.mark.parametrize("check_id", LESSON10)
-def test_unanswered_exercises_say_so(check_id):
-    """Does an exercise that still raises NotImplementedError get told so, for every check?"""
-    kind = check_id.split(".")[0]
-    good = GOOD[kind]
-    if isinstance(good, type):
-        stub = type("Stub", (nn.Module,), {"__init__": not_written, "forward": not_written})
-    else:
-        stub = not_written
-    expect_message(check_id, stub, "NotImplementedError")
+# an independent correct answer passes each check; one still raising NotImplementedError is
+# told so, for every check
+GOOD_ROWS = [row for cid in LESSON10 for row in passes(GOOD[cid.split(".")[0]], cid)]
+UNANSWERED_ROWS = [fails(STUB if isinstance(GOOD[cid.split(".")[0]], type) else not_written,
+                         cid, "NotImplementedError", name="not-written") for cid in LESSON10]
 
 
 # --------------------------------------------------------------------------- RMSNorm
@@ -233,7 +226,8 @@ class TorchRMS(GoodRMSNorm):
         return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
 
 
-@pytest.mark.parametrize("check_id, cls, fragments", [
+# Is each RMSNorm mistake named?
+WRONG_RMSNORMS = [
     ("rmsnorm.values", CentredRMS, ["does not subtract the mean"]),
     ("rmsnorm.values", EpsOutsideRMS, ["eps is added outside the square root"]),
     ("rmsnorm.values", SumRMS, ["sum of squares instead of their mean"]),
@@ -241,10 +235,7 @@ class TorchRMS(GoodRMSNorm):
     ("rmsnorm.params", LayerNormEpsRMS, ["eps = 1e-6 by default"]),
     ("rmsnorm.params", BiasRMS, ["extra parameters ['bias']"]),
     ("rmsnorm.values", TorchRMS, ["PyTorch's RMSNorm"]),
-])
-def test_rmsnorm_mistakes(check_id, cls, fragments):
-    """Is each RMSNorm mistake named?"""
-    expect_message(check_id, cls, *fragments)
+]
 
 
 # --------------------------------------------------------------------------- SwiGLU
@@ -271,15 +262,13 @@ class BiasedSwiGLU(GoodSwiGLU):
         self.w1 = nn.Linear(d_model, d_ff)
 
 
-@pytest.mark.parametrize("cls, fragments", [
+# Is each SwiGLU mistake named?
+WRONG_SWIGLUS = [
     (SwappedSwiGLU, ["gate and the up projection are swapped"]),
     (GeluSwiGLU, ["GEGLU"]),
     (UngatedSwiGLU, ["gating product is missing"]),
     (BiasedSwiGLU, ["has biases (w1.bias)"]),
-])
-def test_swiglu_mistakes(cls, fragments):
-    """Is each SwiGLU mistake named?"""
-    expect_message("swiglu.values", cls, *fragments)
+]
 
 
 # --------------------------------------------------------------------------- repeat_kv
@@ -289,10 +278,9 @@ def tiled_repeat_kv(x, n_rep):
     return x.repeat(1, n_rep, 1, 1)
 
 
-def test_repeat_kv_tiled_order():
-    """Is x.repeat (tiled heads) told apart from repeat_interleave?"""
-    expect_message("repeat_kv.values", tiled_repeat_kv, "repeat(1, n_rep, 1, 1)",
-                   "repeat_interleave")
+# x.repeat (tiled heads) is told apart from repeat_interleave
+WRONG_REPEAT_KV = [fails(tiled_repeat_kv, "repeat_kv.values",
+                         contains("repeat(1, n_rep, 1, 1)", "repeat_interleave"))]
 
 
 # --------------------------------------------------------------------------- attention
@@ -344,7 +332,8 @@ class SdpaGQA(GoodGQA):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1)), (k, v)
 
 
-@pytest.mark.parametrize("check_id, cls, fragments", [
+# Is each attention mistake (layout, alignment, positions, grouping) named?
+WRONG_ATTENTIONS = [
     ("gqa.cache", TopLeftGQA, ["TOP-LEFT", "tril(diagonal=T_past)"]),
     ("gqa.cache", RestartGQA, ["restarting at 0"]),
     ("gqa.values", HalfSplitGQA, ["half-split RoPE layout"]),
@@ -354,10 +343,7 @@ class SdpaGQA(GoodGQA):
     ("gqa.values", SdpaGQA, ["PyTorch's built-in attention"]),
     ("llama.values", type("TopLeftBlock", (GoodBlock,), {"Attention": TopLeftGQA}),
      ["TOP-LEFT"]),
-])
-def test_attention_mistakes(check_id, cls, fragments):
-    """Is each attention mistake (layout, alignment, positions, grouping) named?"""
-    expect_message(check_id, cls, *fragments)
+]
 
 
 # --------------------------------------------------------------------------- LlamaBlock
@@ -383,14 +369,12 @@ class NoResidualBlock(GoodBlock):
         return h + self.mlp(self.post_attention_layernorm(h)), cache
 
 
-@pytest.mark.parametrize("cls, fragments", [
+# Is each block-wiring mistake named?
+WRONG_BLOCKS = [
     (PostNormBlock, ["POST-norm block"]),
     (OneNormBlock, ["one RMSNorm (input_layernorm) used before both"]),
     (NoResidualBlock, ["without the residual around attention"]),
-])
-def test_block_mistakes(cls, fragments):
-    """Is each block-wiring mistake named?"""
-    expect_message("llama.values", cls, *fragments)
+]
 
 
 # --------------------------------------------------------------------------- TinyLlama
@@ -411,18 +395,17 @@ class UntiedTiny(GoodTiny):
         pass
 
 
-@pytest.mark.parametrize("cls, fragments", [
+# Is a copied, .data-shared or missing tie named?
+WRONG_TYINGS = [
     (ClonedTiny, ["is a copy"]), (DataTiny, ["two Parameters"]), (UntiedTiny, ["not tied"]),
-])
-def test_tying_mistakes(cls, fragments):
-    """Is a copied, .data-shared or missing tie named?"""
-    expect_message("tinyllama.tying", cls, *fragments)
+]
 
 
 # --------------------------------------------------------------------------- kv_cache_bytes
 
 
-@pytest.mark.parametrize("fn, fragment", [
+# Is each accounting mistake named?
+WRONG_KV_CACHE_BYTES = [
     (lambda L, h, d, t, batch=1, bytes_per_value=2: L * h * d * t * batch * bytes_per_value,
      "only one of keys and values"),
     (lambda L, h, d, t, batch=1, bytes_per_value=2: 2 * L * h * d * t * bytes_per_value,
@@ -431,10 +414,7 @@ def test_tying_mistakes(cls, fragments):
      "bits, not bytes"),
     (lambda L, h, d, t, batch=1, bytes_per_value=2: 2.0 * L * h * d * t * batch * bytes_per_value,
      "return an int"),
-])
-def test_kv_cache_bytes_mistakes(fn, fragment):
-    """Is each accounting mistake named?"""
-    expect_message("kv_cache.values", fn, fragment)
+]
 
 
 # --------------------------------------------------------------------------- top_k_top_p
@@ -464,26 +444,204 @@ def in_place(logits, top_k=None, top_p=None):
     return logits
 
 
-@pytest.mark.parametrize("check_id, fn, fragments", [
+# Is each filtering mistake named?
+WRONG_SAMPLINGS = [
     ("sampling.top_k", topk_indices, ["tied with the last kept one"]),
     ("sampling.top_p", excludes_crossing, ["the token that crosses p"]),
     ("sampling.top_k", zeros_not_inf, ["set removed logits to 0"]),
     ("sampling.top_k", in_place, ["changed its input"]),
-])
-def test_sampling_mistakes(check_id, fn, fragments):
-    """Is each filtering mistake named?"""
-    expect_message(check_id, fn, *fragments)
+]
 
 
-def test_the_course_blocks_are_forbidden_inside_the_exercise():
-    """Is calling the course's own RMSNorm refused as the answer?"""
-    class Wrapped(nn.Module):
-        def __init__(self, d_model, eps=1e-6):
-            super().__init__()
-            self.inner = attnlab.RMSNorm(d_model, eps)
-            self.weight = self.inner.weight
+class WrapsCourseRMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-6):
+        super().__init__()
+        self.inner = attnlab.RMSNorm(d_model, eps)
+        self.weight = self.inner.weight
 
-        def forward(self, x):
-            return self.inner(x)
+    def forward(self, x):
+        return self.inner(x)
 
-    expect_message("rmsnorm.values", Wrapped, "the course's own RMSNorm")
+
+# calling the course's own RMSNorm is refused as the answer
+COURSE_BLOCKS = [fails(WrapsCourseRMSNorm, "rmsnorm.values",
+                       contains("the course's own RMSNorm"), name="Wrapped")]
+
+
+# ------------------------------------------------------------------------ one mistake, once
+
+# A learner's notebook: every earlier part is wrong (RMSNorm centres, SwiGLU swaps its gate,
+# repeat_kv tiles), and the parts built on them are wired correctly, calling them by name.
+NOTEBOOK: dict = {"math": math, "torch": torch, "nn": nn, "apply_rope": attnlab.apply_rope}
+exec('''
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+        x = x - x.mean(-1, keepdim=True)
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model, d_ff):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_ff, bias=False)
+        self.w2 = nn.Linear(d_ff, d_model, bias=False)
+        self.w3 = nn.Linear(d_model, d_ff, bias=False)
+
+    def forward(self, x):
+        return self.w2(torch.nn.functional.silu(self.w3(x)) * self.w1(x))
+
+
+def repeat_kv(x, n_rep):
+    return x.repeat(1, n_rep, 1, 1)
+
+
+class GroupedQueryAttention(nn.Module):
+    def __init__(self, d_model, n_heads, n_kv_heads):
+        super().__init__()
+        self.h, self.h_kv, self.dh = n_heads, n_kv_heads, d_model // n_heads
+        self.q_proj = nn.Linear(d_model, n_heads * self.dh, bias=False)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.dh, bias=False)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.dh, bias=False)
+        self.o_proj = nn.Linear(n_heads * self.dh, d_model, bias=False)
+
+    def forward(self, x, positions=None, cache=None):
+        B, T, _ = x.shape
+        t_past = 0 if cache is None else cache[0].size(-2)
+        if positions is None:
+            positions = torch.arange(t_past, t_past + T)
+        q = apply_rope(self.q_proj(x).view(B, T, self.h, self.dh).transpose(1, 2), positions)
+        k = apply_rope(self.k_proj(x).view(B, T, self.h_kv, self.dh).transpose(1, 2), positions)
+        v = self.v_proj(x).view(B, T, self.h_kv, self.dh).transpose(1, 2)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        n_rep = self.h // self.h_kv
+        scores = q @ repeat_kv(k, n_rep).transpose(-2, -1) / math.sqrt(self.dh)
+        mask = torch.ones(T, t_past + T, dtype=torch.bool).tril(t_past)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+        out = (weights @ repeat_kv(v, n_rep)).transpose(1, 2).reshape(B, T, -1)
+        return self.o_proj(out), (k, v)
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, d_model, n_heads, n_kv_heads, d_ff, eps=1e-6):
+        super().__init__()
+        self.input_layernorm = RMSNorm(d_model, eps)
+        self.self_attn = GroupedQueryAttention(d_model, n_heads, n_kv_heads)
+        self.post_attention_layernorm = RMSNorm(d_model, eps)
+        self.mlp = SwiGLU(d_model, d_ff)
+
+    def forward(self, x, positions=None, cache=None):
+        h, cache = self.self_attn(self.input_layernorm(x), positions, cache)
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x)), cache
+
+
+class TinyLlama(nn.Module):
+    def __init__(self, vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, max_len,
+                 eps=1e-6):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(LlamaBlock(d_model, n_heads, n_kv_heads, d_ff, eps)
+                                    for _ in range(n_layers))
+        self.norm = RMSNorm(d_model, eps)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head.weight = self.embed_tokens.weight
+
+    def forward(self, idx, cache=None):
+        x, new = self.embed_tokens(idx), []
+        for i, layer in enumerate(self.layers):
+            x, kv = layer(x, cache=None if cache is None else cache[i])
+            new.append(kv)
+        return self.lm_head(self.norm(x)), new
+
+
+from autograder.checks.lesson10.cases import (StandInGroupedQueryAttention, StandInLlamaBlock,
+                                              StandInRMSNorm, StandInSwiGLU, stand_in_repeat_kv)
+
+
+class RMSNormStealing(StandInRMSNorm):
+    pass
+
+
+class SwiGLUStealing(StandInSwiGLU):
+    pass
+
+
+def repeat_kv_stealing(x, n_rep):
+    return stand_in_repeat_kv(x, n_rep)
+
+
+class GQAStealing(StandInGroupedQueryAttention):
+    pass
+
+
+class LlamaBlockStealing(StandInLlamaBlock):
+    pass
+''', NOTEBOOK)
+
+OWN = {"RMSNorm": ("rmsnorm.values", "does not subtract the mean"),
+       "SwiGLU": ("swiglu.values", "gate and the up projection are swapped"),
+       "repeat_kv": ("repeat_kv.values", re.escape("repeat(1, n_rep, 1, 1)"))}
+STOLEN = {"RMSNormStealing": ("RMSNorm", ("rmsnorm.values", "rmsnorm.hidden", "rmsnorm.torch")),
+          "SwiGLUStealing": ("SwiGLU", ("swiglu.values", "swiglu.hidden")),
+          "repeat_kv_stealing": ("repeat_kv", ("repeat_kv.values", "repeat_kv.hidden")),
+          "GQAStealing": ("GroupedQueryAttention", ("gqa.values", "gqa.hidden", "gqa.cache",
+                                                    "gqa.cache_hidden")),
+          "LlamaBlockStealing": ("LlamaBlock", ("llama.values", "llama.hidden"))}
+BUILT_ON = {"GroupedQueryAttention": "gqa", "LlamaBlock": "llama", "TinyLlama": "tinyllama"}
+
+ISOLATION = [
+    *[fails(NOTEBOOK[name], cid, match, name=f"own-{name}") for name, (cid, match) in OWN.items()],
+    # each part built on them is judged on its own: their mistakes cost their own checks only
+    *[row for name, kind in BUILT_ON.items() for row in passes(
+        NOTEBOOK[name], *[c for c in LESSON10 if c.split(".")[0] == kind],
+        name=f"{name}-over-own-wrong-parts")],
+    *[fails(NOTEBOOK[name], cid, f"the grader's stand-in {part}", name=f"{name}")
+      for name, (part, ids) in STOLEN.items() for cid in ids],
+]
+
+
+# ------------------------------------------------------------------------ the rows
+
+ROWS = [
+    *GOOD_ROWS,
+    *UNANSWERED_ROWS,
+    *[fails(cls, cid, contains(*fragments)) for cid, cls, fragments in WRONG_RMSNORMS],
+    *[fails(cls, "swiglu.values", contains(*fragments)) for cls, fragments in WRONG_SWIGLUS],
+    *WRONG_REPEAT_KV,
+    *[fails(cls, cid, contains(*fragments)) for cid, cls, fragments in WRONG_ATTENTIONS],
+    *[fails(cls, "llama.values", contains(*fragments)) for cls, fragments in WRONG_BLOCKS],
+    *[fails(cls, "tinyllama.tying", contains(*fragments)) for cls, fragments in WRONG_TYINGS],
+    *[fails(fn, "kv_cache.values", contains(fragment), name=f"kv-bytes-{i}")
+      for i, (fn, fragment) in enumerate(WRONG_KV_CACHE_BYTES)],
+    *[fails(fn, cid, contains(*fragments)) for cid, fn, fragments in WRONG_SAMPLINGS],
+    *COURSE_BLOCKS,
+    *ISOLATION,
+]
+
+test_row = row_test(ROWS)
+
+
+def test_every_lesson10_check_is_exercised():
+    """Does every check this lesson registers have a passing and an unanswered row?"""
+    assert set(LESSON10) == {r.check_id for r in GOOD_ROWS} == \
+        {r.check_id for r in UNANSWERED_ROWS}
+    assert set(LESSON10) <= set(REGISTRY)
+
+
+@pytest.mark.parametrize("name, check_id", [("GroupedQueryAttention", "gqa.values"),
+                                            ("LlamaBlock", "llama.values"),
+                                            ("TinyLlama", "tinyllama.logits")])
+def test_isolation_rows_can_fail(name, check_id, monkeypatch):
+    """Without the stand-ins, each part would pay again for the wrong parts it builds on:
+    the isolation rows above are not true by construction."""
+    for stand_ins in (cases.GQA_STAND_INS, cases.BLOCK_STAND_INS, cases.TINY_STAND_INS):
+        for part in list(stand_ins):
+            monkeypatch.delitem(stand_ins, part)
+    with pytest.raises(CheckFailed):
+        check(check_id, NOTEBOOK[name])

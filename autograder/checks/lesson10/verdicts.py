@@ -1,21 +1,15 @@
-"""Checks for lesson 10, today's decoder block: ``RMSNorm``, ``SwiGLU``, ``repeat_kv``,
-``GroupedQueryAttention``, ``LlamaBlock``, ``TinyLlama``, ``kv_cache_bytes``, ``top_k_top_p``.
+"""Lesson 10's verdicts: reference oracles, known mistakes and messages (trusted side only).
 
-Every case is rebuilt from a fixed seed on both sides. For a class, ``record`` builds the
-learner's module (restoring the global random stream afterwards), overwrites its parameters
-through the contract's names (``weight``; ``w1, w2, w3``; ``q_proj ... o_proj``;
-``input_layernorm ... mlp.w2``; ``embed_tokens, layers, norm``) with fixed-seed values and
-records what ``forward`` returns, whole and in pieces with the learner's own cache.
-``compare`` loads the same values into the reference and, when the numbers differ, tries a
-catalogue of realistic mistakes written here as small functions (mean subtracted, eps outside
-the square root, ``repeat`` instead of ``repeat_interleave``, the half-split RoPE layout,
-top-left causal alignment with a cache, top-p dropping the token that crosses p...).
+``compare`` loads the same fixed-seed values as the record half (``cases.py``) into the
+reference and, when the numbers differ, tries a catalogue of realistic mistakes written here
+as small functions (mean subtracted, eps outside the square root, ``repeat`` instead of
+``repeat_interleave``, the half-split RoPE layout, top-left causal alignment with a cache,
+top-p dropping the token that crosses p...).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,117 +27,69 @@ from autograder.reference import kv_cache_bytes as ref_kv_bytes
 from autograder.reference import repeat_kv as ref_repeat_kv
 from autograder.reference import top_k_top_p as ref_top_k_top_p
 
-from ._core import (
-    Guard,
-    Outcome,
+from .._core import Outcome
+from .._module_verdicts import (
+    check_built,
+    expect_known,
+    explain_load,
+    reference_module,
+    reference_output,
+    to_numpy,
+)
+from .._verdict import (
     as_array,
-    build_module,
-    built_text,
-    call,
     check_outcome,
     close,
     expect_close,
     expect_finite,
     expect_shape,
     fail,
-    first_close,
-    load_params,
-    register,
 )
+from .cases import (
+    BLOCK_CASES,
+    BLOCK_HIDDEN_CASES,
+    CACHE_CASES,
+    CACHE_HIDDEN_CASES,
+    GQA_CASES,
+    GQA_HIDDEN_CASES,
+    KV_CASES,
+    KV_HIDDEN_CASES,
+    REP_CASES,
+    REP_HIDDEN_CASES,
+    RMS_CASES,
+    RMS_HIDDEN_CASES,
+    RMS_TORCH_CASES,
+    SWI_CASES,
+    SWI_HIDDEN_CASES,
+    TINY_ARGS,
+    TKP_HIDDEN_CASES,
+    TOP_K_CASES,
+    TOP_P_CASES,
+    BlockCase,
+    GqaCase,
+    RmsCase,
+    SwiCase,
+    block_params,
+    gqa_input,
+    gqa_params,
+    rep_input,
+    rms_input,
+    rms_params,
+    swi_input,
+    swi_params,
+    tiny_params,
+    tiny_tokens,
+    tkp_input,
+)
+from .cases import positions as case_positions
 
-OURS = "the course's own {} (attnlab / autograder.reference)"
 RMS, SWI, REP, GQA, BLOCK, TINY = ("Your RMSNorm", "Your SwiGLU", "Your repeat_kv",
                                    "Your GroupedQueryAttention", "Your LlamaBlock",
                                    "Your TinyLlama")
 KVB, TKP = "Your kv_cache_bytes", "Your top_k_top_p"
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def _expect(got: np.ndarray, want: np.ndarray, what: str, case: str,
-            mistakes: list[tuple[str, np.ndarray | None]], atol: float = 2e-5,
-            rtol: float = 1e-4) -> None:
-    """Shapes, then values; the first known mistake that matches names what went wrong."""
-    expect_shape(got, want.shape, what, case)
-    if close(got, want, atol, rtol):
-        return
-    message = first_close(got, mistakes, atol, rtol)
-    if message:
-        fail(f"{what} does not match the reference ({case}). {message}")
-    expect_close(got, want, what, case, atol=atol, rtol=rtol)
-
-
-def _load_problem(seen: dict[str, str], what: str, built: str, fixes: dict[str, str],
-                  shapes: dict[str, tuple]) -> None:
-    """Say which named part could not take the test's weights, and how to build it."""
-    for path, status in seen.items():
-        if status == "ok":
-            continue
-        fix = next((f for prefix, f in fixes.items() if path.startswith(prefix)), "")
-        if status == "missing":
-            fail(f"{what} has no `{path}` ({built}). The checks load weights through the "
-                 f"exercise's names: {fix}")
-        if status.startswith("shape"):
-            fail(f"`{path}` of {what[5:]} has {status} in {built}, but should have shape "
-                 f"{shapes[path]}. {fix}")
-        fail(f"Could not load test values into `{path}` of {what[5:]}: it is {status}. {fix}")
-
-
-def _build_and_load(cls, args: tuple, kwargs: dict, params: dict[str, Tensor]):
-    module, built = build_module(cls, *args, **kwargs)
-    info = {"construct": built, "seen": {}}
-    if module is not None:
-        info["seen"] = load_params(module, params)
-    return module, info
-
-
-def _tensor(value, what: str, case: str) -> np.ndarray:
-    return as_array(value, what, case)
-
-
 # ============================================================================= RMSNorm
-
-
-def _rms_guard() -> Guard:
-    return Guard((), [(OURS.format("RMSNorm"), RefRMS.forward),
-                      ("PyTorch's RMSNorm (nn.RMSNorm or F.rms_norm)", nn.RMSNorm.forward),
-                      ("PyTorch's RMSNorm (nn.RMSNorm or F.rms_norm)", F.rms_norm)])
-
-
-@dataclass(frozen=True)
-class RmsCase:
-    desc: str
-    shape: tuple[int, ...]
-    eps: float | None  # None: built without eps, so the default 1e-6 applies
-    seed: int
-    scale: float = 1.0  # spread of the input: small values make eps matter
-
-    @property
-    def d(self) -> int:
-        return self.shape[-1]
-
-    @property
-    def eps_value(self) -> float:
-        return 1e-6 if self.eps is None else self.eps
-
-    def args(self) -> tuple[tuple, dict]:
-        return ((self.d,), {} if self.eps is None else {"eps": self.eps})
-
-
-def _rms_params(case: RmsCase) -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed)
-    return {"weight": 1.0 + 0.5 * torch.randn(case.d, generator=g)}
-
-
-def _rms_input(case: RmsCase) -> Tensor:
-    """Tokens with offsets (so that centring shows) and their own spreads."""
-    g = torch.Generator().manual_seed(case.seed + 1)
-    lead = case.shape[:-1]
-    spread = 0.5 + torch.rand(*lead, 1, generator=g)
-    shift = torch.randn(*lead, 1, generator=g)
-    return case.scale * (torch.randn(case.shape, generator=g) * spread + shift)
 
 
 def _rms(x: Tensor, w: Tensor, eps: float, *, center: bool = False, eps_outside: bool = False,
@@ -184,34 +130,18 @@ def _rms_mistakes(case: RmsCase, x: Tensor, w: Tensor) -> list[tuple[str, np.nda
             (M_RMS_SUM, _rms(x, w, eps, reduce="sum")),
             (M_RMS_NO_WEIGHT, _rms(x, torch.ones_like(w), eps)),
             (M_RMS_ALL, _rms(x, w, eps, dims=tuple(range(x.dim()))))]
-    return [(m, _np(v)) for m, v in out]
+    return [(m, to_numpy(v)) for m, v in out]
 
 
 RMS_FIX = {"weight": "self.weight = nn.Parameter(torch.ones(d_model))"}
 
 
-def _record_rms(cases: list[RmsCase]):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            args, kwargs = case.args()
-            module, info = _build_and_load(cls, args, kwargs, _rms_params(case))
-            info["forward"] = None if module is None else \
-                call(module, _rms_input(case), guard=_rms_guard())
-            rec[case.desc] = info
-        return rec
-    return record
-
-
 def _rms_output(info: dict, case: RmsCase) -> np.ndarray:
-    args, kwargs = case.args()
-    built = built_text("RMSNorm", args, kwargs)
-    check_outcome(info["construct"], built)
+    built = case.built
+    check_built(info, built, RMS)
     fwd = info["forward"]
-    if fwd.forbidden:
-        check_outcome(fwd, RMS, case.desc)
-    _load_problem(info["seen"], RMS, built, RMS_FIX, {"weight": (case.d,)})
-    got = _tensor(check_outcome(fwd, RMS, case.desc), RMS, case.desc)
+    explain_load(info["seen"], RMS, built, RMS_FIX, {"weight": (case.d,)})
+    got = as_array(check_outcome(fwd, RMS, case.desc), RMS, case.desc)
     expect_shape(got, case.shape, "The output of your RMSNorm", case.desc,
                  hint="A norm keeps the shape of its input.")
     expect_finite(got, "The output of your RMSNorm", case.desc,
@@ -223,44 +153,13 @@ def _compare_rms(cases: list[RmsCase], oracle: str = "reference"):
     def compare(rec: dict) -> None:
         for case in cases:
             got = _rms_output(rec[case.desc], case)
-            x, w = _rms_input(case), _rms_params(case)["weight"]
-            ref = RefRMS(case.d, case.eps_value) if oracle == "reference" else \
-                nn.RMSNorm(case.d, eps=case.eps_value)
-            with torch.no_grad():
-                ref.weight.copy_(w)
-                want = _np(ref(x))
-            _expect(got, want, RMS, case.desc, _rms_mistakes(case, x, w), atol=1e-5)
+            x, w = rms_input(case), rms_params(case)["weight"]
+            ref = reference_module(RefRMS, (case.d, case.eps_value), {}, {"weight": w}) \
+                if oracle == "reference" else \
+                reference_module(nn.RMSNorm, (case.d,), {"eps": case.eps_value}, {"weight": w})
+            want = reference_output(ref, x)
+            expect_known(got, want, RMS, case.desc, _rms_mistakes(case, x, w), atol=1e-5)
     return compare
-
-
-RMS_CASES = [
-    RmsCase("x of shape (2, 3, 8), eps=0.5, random weight", (2, 3, 8), 0.5, 1001),
-    RmsCase("x of shape (3, 4, 6), eps=0.25, random weight", (3, 4, 6), 0.25, 1002),
-]
-RMS_HIDDEN_CASES = [
-    RmsCase("default eps (1e-6), small inputs (about 1e-3), x of shape (2, 5, 16)",
-            (2, 5, 16), None, 11001, scale=1e-3),
-    RmsCase("a 2-d input of shape (4, 6), eps=0.5", (4, 6), 0.5, 11002),
-    RmsCase("a 4-d input of shape (2, 2, 3, 5), eps=0.5", (2, 2, 3, 5), 0.5, 11003),
-]
-RMS_TORCH_CASES = [RmsCase("against torch.nn.RMSNorm, x of shape (2, 4, 12), eps=0.1",
-                           (2, 4, 12), 0.1, 11004)]
-
-register("rmsnorm.values", "RMSNorm: matches the reference with a random weight and a large eps",
-         _record_rms(RMS_CASES), _compare_rms(RMS_CASES))
-register("rmsnorm.hidden", "RMSNorm: default eps 1e-6 on small inputs, 2-d and 4-d inputs",
-         _record_rms(RMS_HIDDEN_CASES), _compare_rms(RMS_HIDDEN_CASES))
-register("rmsnorm.torch", "RMSNorm: equals torch.nn.RMSNorm", _record_rms(RMS_TORCH_CASES),
-         _compare_rms(RMS_TORCH_CASES, oracle="torch"))
-
-
-def _record_rms_params(cls) -> dict:
-    module, built = build_module(cls, 12)
-    info: dict = {"construct": built, "params": None, "eps": None}
-    if module is not None:
-        info["params"] = [(n, tuple(p.shape), _np(p)) for n, p in module.named_parameters()]
-        info["eps"] = getattr(module, "eps", None)
-    return info
 
 
 def _compare_rms_params(rec: dict) -> None:
@@ -281,35 +180,9 @@ def _compare_rms_params(rec: dict) -> None:
              f"self.eps; yours has {rec['eps']!r}.")
 
 
-register("rmsnorm.params", "RMSNorm: one parameter, weight (ones), and eps = 1e-6 by default",
-         _record_rms_params, _compare_rms_params)
 
 
 # ============================================================================= SwiGLU
-
-
-def _swiglu_guard() -> Guard:
-    return Guard((), [(OURS.format("SwiGLU"), RefSwiGLU.forward)])
-
-
-@dataclass(frozen=True)
-class SwiCase:
-    desc: str
-    shape: tuple[int, ...]  # input shape, last dim d_model
-    d_ff: int
-    seed: int
-
-
-def _swi_params(case: SwiCase) -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed)
-    d, h = case.shape[-1], case.d_ff
-    return {"w1.weight": 1.5 * torch.randn(h, d, generator=g) / math.sqrt(d),
-            "w3.weight": 1.5 * torch.randn(h, d, generator=g) / math.sqrt(d),
-            "w2.weight": torch.randn(d, h, generator=g) / math.sqrt(h)}
-
-
-def _swi_input(case: SwiCase) -> Tensor:
-    return torch.randn(case.shape, generator=torch.Generator().manual_seed(case.seed + 1))
 
 
 def _swi(x: Tensor, p: dict[str, Tensor], act=F.silu, gate: str = "w1", up: str | None = "w3"
@@ -336,13 +209,13 @@ M_SWI_BOTH = ("It matches silu applied to both projections. Only the gate w1(x) 
 
 
 def _swi_mistakes(case: SwiCase) -> list[tuple[str, np.ndarray]]:
-    x, p = _swi_input(case), _swi_params(case)
+    x, p = swi_input(case), swi_params(case)
     both = (F.silu(x @ p["w1.weight"].T) * F.silu(x @ p["w3.weight"].T)) @ p["w2.weight"].T
     out = [(M_SWI_SWAPPED, _swi(x, p, gate="w3", up="w1")),
            (M_SWI_NO_GATE, _swi(x, p, up=None)), (M_SWI_RELU, _swi(x, p, act=F.relu)),
            (M_SWI_GELU, _swi(x, p, act=F.gelu)), (M_SWI_SIGMOID, _swi(x, p, act=torch.sigmoid)),
            (M_SWI_BOTH, both)]
-    return [(m, _np(v)) for m, v in out]
+    return [(m, to_numpy(v)) for m, v in out]
 
 
 SWI_FIX = {"w1": "self.w1 = nn.Linear(d_model, d_ff, bias=False) (the gate).",
@@ -350,75 +223,26 @@ SWI_FIX = {"w1": "self.w1 = nn.Linear(d_model, d_ff, bias=False) (the gate).",
            "w2": "self.w2 = nn.Linear(d_ff, d_model, bias=False) (the down projection)."}
 
 
-def _record_swi(cases: list[SwiCase]):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            module, info = _build_and_load(cls, (case.shape[-1], case.d_ff), {},
-                                           _swi_params(case))
-            info["forward"] = None if module is None else \
-                call(module, _swi_input(case), guard=_swiglu_guard())
-            info["params"] = None if module is None else \
-                [(n, tuple(p.shape)) for n, p in module.named_parameters()]
-            rec[case.desc] = info
-        return rec
-    return record
-
-
 def _compare_swi(cases: list[SwiCase]):
     def compare(rec: dict) -> None:
         for case in cases:
             info = rec[case.desc]
-            built = built_text("SwiGLU", (case.shape[-1], case.d_ff), {})
-            check_outcome(info["construct"], built)
-            if info["forward"].forbidden:
-                check_outcome(info["forward"], SWI, case.desc)
-            p = _swi_params(case)
-            _load_problem(info["seen"], SWI, built, SWI_FIX,
-                          {k: tuple(v.shape) for k, v in p.items()})
-            biases = [n for n, _ in info["params"] or [] if n.endswith("bias")]
+            built = case.built
+            check_built(info, built, SWI)
+            p = swi_params(case)
+            explain_load(info["seen"], SWI, built, SWI_FIX,
+                         {k: tuple(v.shape) for k, v in p.items()})
+            biases = [n for n, _ in info.get("params") or [] if n.endswith("bias")]
             if biases:
                 fail(f"{SWI} has biases ({', '.join(biases)}). Llama's linear maps have none: "
                      "nn.Linear(..., bias=False).")
-            got = _tensor(check_outcome(info["forward"], SWI, case.desc), SWI, case.desc)
-            ref = RefSwiGLU(case.shape[-1], case.d_ff)
-            ref.load_state_dict(p)
-            with torch.no_grad():
-                want = _np(ref(_swi_input(case)))
-            _expect(got, want, SWI, case.desc, _swi_mistakes(case))
+            got = as_array(check_outcome(info["forward"], SWI, case.desc), SWI, case.desc)
+            want = reference_output(reference_module(RefSwiGLU, *case.args(), p), swi_input(case))
+            expect_known(got, want, SWI, case.desc, _swi_mistakes(case))
     return compare
 
 
-SWI_CASES = [SwiCase("x of shape (2, 5, 8), d_ff = 20", (2, 5, 8), 20, 1011)]
-SWI_HIDDEN_CASES = [SwiCase("x of shape (3, 4, 6), d_ff = 16", (3, 4, 6), 16, 11011),
-                    SwiCase("a 2-d input of shape (7, 4), d_ff = 4", (7, 4), 4, 11012)]
-
-register("swiglu.values", "SwiGLU: w2(silu(w1 x) * w3 x), bias-free, matches the reference",
-         _record_swi(SWI_CASES), _compare_swi(SWI_CASES))
-register("swiglu.hidden", "SwiGLU: other sizes, d_ff = d_model, 2-d input",
-         _record_swi(SWI_HIDDEN_CASES), _compare_swi(SWI_HIDDEN_CASES))
-
-
 # ============================================================================= repeat_kv
-
-
-def _rep_guard() -> Guard:
-    return Guard((), [(OURS.format("repeat_kv"), ref_repeat_kv)])
-
-
-REP_CASES = [((2, 2, 3, 4), 3, 1021), ((1, 3, 2, 2), 2, 1022)]
-REP_HIDDEN_CASES = [((2, 1, 4, 3), 4, 11021), ((2, 4, 3, 2), 1, 11022), ((1, 2, 1, 8), 2, 11023)]
-
-
-def _rep_input(shape: tuple, seed: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _record_rep(cases):
-    def record(fn) -> dict:
-        return {"cases": [call(fn, _rep_input(shape, seed), n_rep, guard=_rep_guard())
-                          for shape, n_rep, seed in cases]}
-    return record
 
 
 M_REP_TILE = ("It matches x.repeat(1, n_rep, 1, 1): the kv heads are tiled (0, 1, 0, 1, ...), "
@@ -433,72 +257,20 @@ def _compare_rep(cases):
     def compare(rec: dict) -> None:
         for (shape, n_rep, seed), out in zip(cases, rec["cases"], strict=True):
             desc = f"x of shape {shape}, n_rep={n_rep}"
-            got = _tensor(check_outcome(out, REP, desc), REP, desc)
-            x = _rep_input(shape, seed)
-            want = _np(ref_repeat_kv(x, n_rep))
-            mistakes = [(M_REP_TILE, _np(x.repeat(1, n_rep, 1, 1))),
-                        (M_REP_AXIS, _np(x.repeat_interleave(n_rep, dim=2)))]
+            got = as_array(check_outcome(out, REP, desc), REP, desc)
+            x = rep_input(shape, seed)
+            want = to_numpy(ref_repeat_kv(x, n_rep))
+            mistakes = [(M_REP_TILE, to_numpy(x.repeat(1, n_rep, 1, 1))),
+                        (M_REP_AXIS, to_numpy(x.repeat_interleave(n_rep, dim=2)))]
             expect_shape(got, want.shape, REP, desc,
                          hint="(B, H_kv, L, d_head) -> (B, H_kv * n_rep, L, d_head).")
-            _expect(got, want, REP, desc, mistakes, atol=0, rtol=0)
+            expect_known(got, want, REP, desc, mistakes, atol=0, rtol=0)
     return compare
 
 
-register("repeat_kv.values", "repeat_kv: each kv head serves n_rep consecutive query heads",
-         _record_rep(REP_CASES), _compare_rep(REP_CASES))
-register("repeat_kv.hidden", "repeat_kv: one kv head (multi-query), n_rep = 1, length 1",
-         _record_rep(REP_HIDDEN_CASES), _compare_rep(REP_HIDDEN_CASES))
 
 
 # ============================================================================= attention
-
-
-def _gqa_guard() -> Guard:
-    return Guard(["attention"], [(OURS.format("GroupedQueryAttention"), RefGQA.forward),
-                                 (OURS.format("LlamaBlock"), RefBlock.forward)])
-
-
-@dataclass(frozen=True)
-class GqaCase:
-    desc: str
-    d_model: int
-    n_heads: int
-    n_kv: int
-    B: int
-    T: int
-    seed: int
-    split: int = 0  # > 0: also run x[:, :split] then x[:, split:] with the learner's cache
-    positions: bool = False  # pass explicit positions (an offset start) instead of the default
-
-    @property
-    def d_head(self) -> int:
-        return self.d_model // self.n_heads
-
-    @property
-    def args(self) -> tuple:
-        return (self.d_model, self.n_heads, self.n_kv)
-
-
-ATTN_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
-def _gqa_params(case: GqaCase, prefix: str = "") -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed)
-    d, dh = case.d_model, case.d_head
-    rows = {"q_proj": case.n_heads * dh, "k_proj": case.n_kv * dh, "v_proj": case.n_kv * dh}
-    p = {f"{prefix}{n}.weight": 2.0 * torch.randn(r, d, generator=g) / math.sqrt(d)
-         for n, r in rows.items()}
-    p[f"{prefix}o_proj.weight"] = torch.randn(d, case.n_heads * dh, generator=g) / math.sqrt(d)
-    return p
-
-
-def _gqa_input(case: GqaCase) -> Tensor:
-    return torch.randn(case.B, case.T, case.d_model,
-                       generator=torch.Generator().manual_seed(case.seed + 1))
-
-
-def _positions(case: GqaCase) -> Tensor | None:
-    return torch.arange(5, 5 + case.T) if case.positions else None
 
 
 def _rope_half(x: Tensor, positions: Tensor) -> Tensor:
@@ -579,12 +351,12 @@ M_GQA_NO_PAST = ("The new tokens fed with a cache match attention to the new key
 
 def _gqa_mistakes(case: GqaCase, x: Tensor, past: tuple | None, pos: Tensor | None,
                   second: bool) -> list[tuple[str, np.ndarray]]:
-    p = _gqa_params(case)
-    run = lambda **kw: _np(_gqa_fn(x, p, case.n_heads, case.n_kv, pos, past, **kw)[0])  # noqa
+    p = gqa_params(case)
+    run = lambda **kw: to_numpy(_gqa_fn(x, p, case.n_heads, case.n_kv, pos, past, **kw)[0])  # noqa
     out = []
     if second:
         out += [(M_GQA_TOP_LEFT, run(mask="top_left")), (M_GQA_RESTART, run(rope="restart")),
-                (M_GQA_NO_PAST, _np(_gqa_fn(x, p, case.n_heads, case.n_kv,
+                (M_GQA_NO_PAST, to_numpy(_gqa_fn(x, p, case.n_heads, case.n_kv,
                                             torch.arange(past[0].size(-2),
                                                          past[0].size(-2) + x.size(1)))[0]))]
     if case.n_heads != case.n_kv and case.n_kv > 1:
@@ -605,32 +377,6 @@ GQA_FIX = {
               "have only n_kv_heads heads.",
     "o_proj": "self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=False).",
 }
-
-
-def _gqa_calls(module, case: GqaCase, guard) -> dict[str, Outcome]:
-    x, pos = _gqa_input(case), _positions(case)
-    calls = {"whole": call(module, x, pos, guard=guard()) if pos is not None else
-             call(module, x, guard=guard())}
-    if case.split:
-        def pieces():
-            first, cache = module(x[:, :case.split])
-            rest, cache = module(x[:, case.split:], cache=cache)
-            return torch.cat([first, rest], 1), cache
-        calls["pieces"] = call(pieces, guard=guard())
-    return calls
-
-
-def _record_gqa(cases: list[GqaCase]):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            module, info = _build_and_load(cls, case.args, {}, _gqa_params(case))
-            info["calls"] = {} if module is None else _gqa_calls(module, case, _gqa_guard)
-            info["biases"] = None if module is None else \
-                [n for n, _ in module.named_parameters() if n.endswith("bias")]
-            rec[case.desc] = info
-        return rec
-    return record
 
 
 def _unpack_attn(out: Outcome, what: str, where: str) -> tuple[np.ndarray, tuple]:
@@ -657,21 +403,20 @@ def _expect_cache(cache: tuple, want: tuple, case: GqaCase, what: str, where: st
                     "point of grouped-query attention.")
         fail(f"The cached keys of {what[5:]} have shape {k.shape} but should have shape "
              f"{tuple(want[0].shape)} = (B, n_kv_heads, T_so_far, d_head) ({where}).{hint}")
-    if not close(k, _np(want[0]), 2e-5, 1e-4) or not close(v, _np(want[1]), 2e-5, 1e-4):
+    if not close(k, to_numpy(want[0]), 2e-5, 1e-4) or not close(v, to_numpy(want[1]), 2e-5, 1e-4):
         fail(f"The cached keys or values of {what[5:]} are not the reference's ({where}). Cache "
              "the keys after RoPE (rotated once, at their own position) and the values as "
              "projected, concatenated with the past along the sequence axis (dim=-2).")
 
 
 def _check_gqa_built(info: dict, case: GqaCase) -> str:
-    built = built_text("GroupedQueryAttention", case.args, {})
-    check_outcome(info["construct"], built)
-    calls = info["calls"]
-    for out in calls.values():
+    built = case.built
+    check_built(info, built, GQA, calls=())
+    for out in info.get("calls", {}).values():
         if out.forbidden:
             check_outcome(out, GQA, case.desc)
-    _load_problem(info["seen"], GQA, built, GQA_FIX,
-                  {k: tuple(v.shape) for k, v in _gqa_params(case).items()})
+    explain_load(info["seen"], GQA, built, GQA_FIX,
+                 {k: tuple(v.shape) for k, v in gqa_params(case).items()})
     if info["biases"]:
         fail(f"{GQA} has biases ({', '.join(info['biases'])}). Llama's projections have none: "
              "nn.Linear(..., bias=False).")
@@ -683,14 +428,13 @@ def _compare_gqa(cases: list[GqaCase]):
         for case in cases:
             info = rec[case.desc]
             _check_gqa_built(info, case)
-            ref = RefGQA(*case.args)
-            ref.load_state_dict(_gqa_params(case))
-            x, pos = _gqa_input(case), _positions(case)
+            ref = reference_module(RefGQA, *case.args(), gqa_params(case))
+            x, pos = gqa_input(case), case_positions(case)
             with torch.no_grad():
                 want, want_cache = ref(x, pos)
             got, cache = _unpack_attn(info["calls"]["whole"], GQA, case.desc)
-            _expect(got, _np(want), GQA, case.desc,
-                    _gqa_mistakes(case, x, None, pos, second=False))
+            expect_known(got, to_numpy(want), GQA, case.desc,
+                         _gqa_mistakes(case, x, None, pos, second=False))
             _expect_cache(cache, want_cache, case, GQA, case.desc)
             if case.split:
                 where = (f"{case.desc}, fed as {case.split} tokens, then "
@@ -700,72 +444,20 @@ def _compare_gqa(cases: list[GqaCase]):
                 with torch.no_grad():
                     _, past = ref(x[:, :case.split])
                 mistakes = _gqa_mistakes(case, x[:, case.split:], past, None, second=True)
-                _expect(got[:, case.split:], _np(want[:, case.split:]), GQA, where, mistakes)
-                _expect(got, _np(want), GQA, where, [])
+                expect_known(got[:, case.split:], to_numpy(want[:, case.split:]), GQA, where,
+                             mistakes)
+                expect_known(got, to_numpy(want), GQA, where, [])
                 _expect_cache(cache, want_cache, case, GQA, where)
     return compare
-
-
-GQA_CASES = [GqaCase("GroupedQueryAttention(16, 4, 2), x of shape (2, 6, 16)", 16, 4, 2, 2, 6,
-                     1031)]
-GQA_HIDDEN_CASES = [
-    GqaCase("multi-query: GroupedQueryAttention(16, 4, 1), x of shape (2, 5, 16)", 16, 4, 1, 2,
-            5, 11031),
-    GqaCase("multi-head: GroupedQueryAttention(12, 3, 3), x of shape (1, 4, 12)", 12, 3, 3, 1,
-            4, 11032),
-    GqaCase("GroupedQueryAttention(24, 6, 2), explicit positions 5..11, x of shape (2, 7, 24)",
-            24, 6, 2, 2, 7, 11033, positions=True),
-    GqaCase("a single token: GroupedQueryAttention(16, 4, 2), x of shape (3, 1, 16)", 16, 4, 2,
-            3, 1, 11034),
-]
-CACHE_CASES = [GqaCase("GroupedQueryAttention(16, 4, 2), x of shape (2, 7, 16)", 16, 4, 2, 2, 7,
-                       1032, split=4)]
-CACHE_HIDDEN_CASES = [
-    GqaCase("multi-query: GroupedQueryAttention(16, 4, 1), x of shape (2, 6, 16)", 16, 4, 1, 2,
-            6, 11035, split=5),
-    GqaCase("GroupedQueryAttention(24, 6, 3), x of shape (1, 8, 24)", 24, 6, 3, 1, 8, 11036,
-            split=2),
-]
-
-register("gqa.values", "GroupedQueryAttention: RoPE, causal, grouped heads; matches the "
-         "reference", _record_gqa(GQA_CASES), _compare_gqa(GQA_CASES))
-register("gqa.hidden", "GroupedQueryAttention: multi-query, multi-head, explicit positions, one "
-         "token", _record_gqa(GQA_HIDDEN_CASES), _compare_gqa(GQA_HIDDEN_CASES))
-register("gqa.cache", "GroupedQueryAttention: fed in two pieces with its cache, the same output; "
-         "the cache holds n_kv_heads heads", _record_gqa(CACHE_CASES), _compare_gqa(CACHE_CASES))
-register("gqa.cache_hidden", "GroupedQueryAttention: the cache with multi-query attention and a "
-         "long second piece", _record_gqa(CACHE_HIDDEN_CASES), _compare_gqa(CACHE_HIDDEN_CASES))
 
 
 # ============================================================================= LlamaBlock
 
 
-@dataclass(frozen=True)
-class BlockCase(GqaCase):
-    d_ff: int = 24
-    eps: float = 0.1
-
-    @property
-    def block_args(self) -> tuple:
-        return (self.d_model, self.n_heads, self.n_kv, self.d_ff)
-
-
-def _block_params(case: BlockCase) -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed + 7)
-    d, h = case.d_model, case.d_ff
-    p = _gqa_params(case, "self_attn.")
-    p["mlp.w1.weight"] = 1.5 * torch.randn(h, d, generator=g) / math.sqrt(d)
-    p["mlp.w3.weight"] = 1.5 * torch.randn(h, d, generator=g) / math.sqrt(d)
-    p["mlp.w2.weight"] = torch.randn(d, h, generator=g) / math.sqrt(h)
-    p["input_layernorm.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
-    p["post_attention_layernorm.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
-    return p
-
-
 def _block_fn(case: BlockCase, x: Tensor, past=None, *, form: str = "pre",
               norms: tuple[str, str] = ("input_layernorm", "post_attention_layernorm"),
               resid: tuple[str, ...] = ("attn", "mlp"), **attn_kw) -> Tensor:
-    p, eps = _block_params(case), case.eps
+    p, eps = block_params(case), case.eps
     mlp = {k[4:]: v for k, v in p.items() if k.startswith("mlp.")}
     norm = lambda t, name: _rms(t, p[f"{name}.weight"], eps)  # noqa: E731
     attn = lambda t: _gqa_fn(t, p, case.n_heads, case.n_kv, None, past, prefix="self_attn.",
@@ -792,7 +484,7 @@ M_BLOCK_NO_RESID = ("It matches the block without the residual around {}: add th
 
 
 def _block_mistakes(case: BlockCase, x: Tensor, past) -> list[tuple[str, np.ndarray]]:
-    run = lambda **kw: _np(_block_fn(case, x, past, **kw))  # noqa: E731
+    run = lambda **kw: to_numpy(_block_fn(case, x, past, **kw))  # noqa: E731
     a, b = "input_layernorm", "post_attention_layernorm"
     out = [(M_BLOCK_POST, run(form="post")), (M_BLOCK_NORMS, run(norms=(b, a))),
            (M_BLOCK_ONE_NORM.format(a), run(norms=(a, a))),
@@ -814,36 +506,23 @@ BLOCK_FIX = {
 }
 
 
-def _record_block(cases: list[BlockCase]):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            module, info = _build_and_load(cls, case.block_args, {"eps": case.eps},
-                                           _block_params(case))
-            info["calls"] = {} if module is None else _gqa_calls(module, case, _gqa_guard)
-            rec[case.desc] = info
-        return rec
-    return record
-
-
 def _compare_block(cases: list[BlockCase]):
     def compare(rec: dict) -> None:
         for case in cases:
             info = rec[case.desc]
-            built = built_text("LlamaBlock", case.block_args, {"eps": case.eps})
-            check_outcome(info["construct"], built)
-            for out in info["calls"].values():
+            built = case.built
+            check_built(info, built, BLOCK, calls=())
+            for out in info.get("calls", {}).values():
                 if out.forbidden:
                     check_outcome(out, BLOCK, case.desc)
-            _load_problem(info["seen"], BLOCK, built, BLOCK_FIX,
-                          {k: tuple(v.shape) for k, v in _block_params(case).items()})
-            ref = RefBlock(*case.block_args, eps=case.eps)
-            ref.load_state_dict(_block_params(case))
-            x = _gqa_input(case)
+            explain_load(info["seen"], BLOCK, built, BLOCK_FIX,
+                         {k: tuple(v.shape) for k, v in block_params(case).items()})
+            ref = reference_module(RefBlock, *case.args(), block_params(case))
+            x = gqa_input(case)
             with torch.no_grad():
                 want, want_cache = ref(x)
             got, cache = _unpack_attn(info["calls"]["whole"], BLOCK, case.desc)
-            _expect(got, _np(want), BLOCK, case.desc, _block_mistakes(case, x, None))
+            expect_known(got, to_numpy(want), BLOCK, case.desc, _block_mistakes(case, x, None))
             if case.split:
                 where = (f"{case.desc}, fed as {case.split} tokens, then "
                          f"{case.T - case.split} with the cache of the first call")
@@ -851,98 +530,28 @@ def _compare_block(cases: list[BlockCase]):
                 expect_shape(got, tuple(want.shape), BLOCK, where)
                 with torch.no_grad():
                     _, past = ref(x[:, :case.split])
-                _expect(got[:, case.split:], _np(want[:, case.split:]), BLOCK, where,
-                        _block_mistakes(case, x[:, case.split:], past))
+                expect_known(got[:, case.split:], to_numpy(want[:, case.split:]), BLOCK, where,
+                             _block_mistakes(case, x[:, case.split:], past))
                 _expect_cache(cache, want_cache, case, BLOCK, where)
     return compare
 
 
-BLOCK_CASES = [BlockCase("LlamaBlock(16, 4, 2, 24, eps=0.1), x of shape (2, 6, 16)", 16, 4, 2,
-                         2, 6, 1041, split=4)]
-BLOCK_HIDDEN_CASES = [
-    BlockCase("LlamaBlock(12, 3, 1, 20, eps=0.01), x of shape (1, 5, 12)", 12, 3, 1, 1, 5,
-              11041, split=1, d_ff=20, eps=0.01),
-    BlockCase("LlamaBlock(16, 2, 2, 8, eps=0.1), x of shape (2, 4, 16)", 16, 2, 2, 2, 4, 11042,
-              split=3, d_ff=8),
-]
-
-register("llama.values", "LlamaBlock: pre-RMSNorm, GQA with RoPE, SwiGLU; whole and with its "
-         "cache", _record_block(BLOCK_CASES), _compare_block(BLOCK_CASES))
-register("llama.hidden", "LlamaBlock: multi-query and multi-head blocks, one token then the "
-         "rest", _record_block(BLOCK_HIDDEN_CASES), _compare_block(BLOCK_HIDDEN_CASES))
-
-
 # ============================================================================= TinyLlama
 
-TINY_ARGS = (13, 16, 4, 2, 2, 24, 12)  # vocab, d_model, n_heads, n_kv_heads, layers, d_ff, max_len
-
-
-def _tiny_shapes() -> dict[str, tuple[int, ...]]:
-    """TinyLlama(*TINY_ARGS)'s parameters by name (lm_head.weight is embed_tokens.weight)."""
-    vocab, d, n_heads, n_kv, n_layers, d_ff, _ = TINY_ARGS
-    d_kv = n_kv * d // n_heads
-    layer = {"input_layernorm.weight": (d,), "post_attention_layernorm.weight": (d,),
-             "self_attn.q_proj.weight": (d, d), "self_attn.k_proj.weight": (d_kv, d),
-             "self_attn.v_proj.weight": (d_kv, d), "self_attn.o_proj.weight": (d, d),
-             "mlp.w1.weight": (d_ff, d), "mlp.w3.weight": (d_ff, d), "mlp.w2.weight": (d, d_ff)}
-    shapes = {"embed_tokens.weight": (vocab, d), "norm.weight": (d,)}
-    for i in range(n_layers):
-        shapes.update({f"layers.{i}.{name}": shape for name, shape in layer.items()})
-    return shapes
-
-
-def _tiny_params() -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(1051)
-    return {name: (1.0 if len(shape) == 1 else 0.0) + 0.4 * torch.randn(shape, generator=g)
-            for name, shape in sorted(_tiny_shapes().items())}
-
-
 def _fresh_tiny() -> RefTiny:
-    with torch.random.fork_rng():
-        return RefTiny(*TINY_ARGS).eval()
-
-
-def _tiny_tokens() -> Tensor:
-    return torch.randint(0, 13, (2, 9), generator=torch.Generator().manual_seed(1052))
-
-
-def _tying(module) -> dict:
-    """How lm_head.weight relates to embed_tokens.weight in a freshly built model."""
-    head, emb = module.lm_head.weight, module.embed_tokens.weight
-    return {"same_object": head is emb, "same_storage": head.data_ptr() == emb.data_ptr(),
-            "equal": bool(head.shape == emb.shape and torch.equal(head, emb)),
-            "n_params": sum(p.numel() for p in module.parameters()),
-            "named": sorted(n for n, _ in module.named_parameters())}
-
-
-def _record_tiny(cls) -> dict:
-    module, built = build_module(cls, *TINY_ARGS)
-    info = {"construct": built, "seen": {}, "tying": None}
-    if module is None:
-        return info
-    info["tying"] = call(_tying, module)  # before the test weights overwrite embed_tokens
-    info["seen"] = load_params(module, _tiny_params())
-    idx = _tiny_tokens()
-
-    def pieces():
-        first, cache = module(idx[:, :5])
-        rest, cache = module(idx[:, 5:], cache)
-        return torch.cat([first, rest], 1)
-
-    info["whole"] = call(module, idx, guard=_gqa_guard())
-    info["pieces"] = call(pieces, guard=_gqa_guard())
-    return info
+    return reference_module(RefTiny, TINY_ARGS)
 
 
 TINY_FIX = {"embed_tokens": "self.embed_tokens = nn.Embedding(vocab_size, d_model).",
             "layers": "self.layers = nn.ModuleList(LlamaBlock(d_model, n_heads, n_kv_heads, "
                       "d_ff, eps) for _ in range(n_layers)).",
             "norm": "self.norm = RMSNorm(d_model, eps)."}
+TINY_BUILT = "TinyLlama(" + ", ".join(map(repr, TINY_ARGS)) + ")"
 M_TIE = "Tie them by sharing the Parameter itself: self.lm_head.weight = self.embed_tokens.weight."
 
 
 def _compare_tying(rec: dict) -> None:
-    built = built_text("TinyLlama", TINY_ARGS, {})
+    built = TINY_BUILT
     check_outcome(rec["construct"], built)
     tying = check_outcome(rec["tying"], TINY, "looking at lm_head.weight and "
                           "embed_tokens.weight") if rec["tying"] else None
@@ -967,54 +576,34 @@ def _compare_tying(rec: dict) -> None:
 
 def _compare_tiny_logits(rec: dict) -> None:
     _compare_tying(rec)
-    built = built_text("TinyLlama", TINY_ARGS, {})
+    built = TINY_BUILT
     for out in (rec["whole"], rec["pieces"]):
         if out.forbidden:
             check_outcome(out, TINY, "tokens of shape (2, 9)")
-    p = _tiny_params()
-    _load_problem(rec["seen"], TINY, built, TINY_FIX, {k: tuple(v.shape) for k, v in p.items()})
+    p = tiny_params()
+    explain_load(rec["seen"], TINY, built, TINY_FIX, {k: tuple(v.shape) for k, v in p.items()})
     ref = _fresh_tiny()
     ref.load_state_dict({**p, "lm_head.weight": p["embed_tokens.weight"]})
     with torch.no_grad():
-        want = _np(ref(_tiny_tokens())[0])
-        x = ref.norm(ref.embed_tokens(_tiny_tokens()))
+        want = to_numpy(ref(tiny_tokens())[0])
+        x = ref.norm(ref.embed_tokens(tiny_tokens()))
     value = check_outcome(rec["whole"], TINY, "tokens of shape (2, 9)")
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         fail(f"{TINY}'s forward should return (logits, cache), like TinyGPT's in lesson 07.")
     got = as_array(value[0], TINY, "tokens of shape (2, 9)")
     m_no_layers = ("It matches the logits without the layers: run x through every LlamaBlock "
                    "(each with its own cache entry) before the final norm.")
-    _expect(got, want, f"{TINY}'s logits", "tokens of shape (2, 9)",
-            [(m_no_layers, _np(x @ ref.embed_tokens.weight.T))], atol=1e-4)
+    expect_known(got, want, f"{TINY}'s logits", "tokens of shape (2, 9)",
+                 [(m_no_layers, to_numpy(x @ ref.embed_tokens.weight.T))], atol=1e-4)
     pieces = as_array(check_outcome(rec["pieces"], TINY, "5 tokens, then 4 with the cache"),
                       TINY)
-    _expect(pieces, want, f"{TINY}'s logits", "5 tokens, then 4 with the cache of the first "
+    expect_known(pieces, want, f"{TINY}'s logits", "5 tokens, then 4 with the cache of the first "
             "call", [], atol=1e-4)
 
 
-register("tinyllama.tying", "TinyLlama: lm_head shares embed_tokens' weight (one Parameter)",
-         _record_tiny, _compare_tying)
-register("tinyllama.logits", "TinyLlama: logits match the reference, whole and with the cache",
-         _record_tiny, _compare_tiny_logits)
 
 
 # ============================================================================= kv_cache_bytes
-
-
-def _kv_guard() -> Guard:
-    return Guard((), [(OURS.format("kv_cache_bytes"), ref_kv_bytes)])
-
-
-KV_CASES = [((32, 32, 128, 4096), {}), ((2, 4, 16, 10), {"batch": 3, "bytes_per_value": 4})]
-KV_HIDDEN_CASES = [((80, 8, 128, 4096), {"batch": 8}), ((1, 1, 1, 1), {}),
-                   ((32, 8, 128, 32768), {"bytes_per_value": 1}),
-                   ((12, 12, 64, 1024), {"batch": 2, "bytes_per_value": 4})]
-
-
-def _record_kv(cases):
-    def record(fn) -> dict:
-        return {"cases": [call(fn, *args, guard=_kv_guard(), **kw) for args, kw in cases]}
-    return record
 
 
 def _compare_kv(cases):
@@ -1050,78 +639,9 @@ def _compare_kv(cases):
     return compare
 
 
-register("kv_cache.values", "kv_cache_bytes: Llama-2-7B at 4096 tokens, and a small case",
-         _record_kv(KV_CASES), _compare_kv(KV_CASES))
-register("kv_cache.hidden", "kv_cache_bytes: Llama-2-70B's GQA with a batch, one byte per value, "
-         "the smallest cache", _record_kv(KV_HIDDEN_CASES), _compare_kv(KV_HIDDEN_CASES))
 
 
 # ============================================================================= top_k_top_p
-
-
-def _tkp_guard() -> Guard:
-    return Guard((), [(OURS.format("top_k_top_p"), ref_top_k_top_p)])
-
-
-@dataclass(frozen=True)
-class TkpCase:
-    desc: str
-    logits: tuple  # nested lists of floats: small, readable, with ties on purpose
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def kwargs(self) -> dict:
-        return {k: v for k, v in (("top_k", self.top_k), ("top_p", self.top_p)) if v is not None}
-
-
-def _probs_logits(*rows: tuple[float, ...]) -> tuple:
-    """Logits whose softmax is exactly the given probabilities (up to rounding)."""
-    return tuple(tuple(math.log(p) for p in row) for row in rows)
-
-
-def _random_logits(seed: int, shape: tuple) -> tuple:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).mul(2).tolist()
-
-
-TOP_K_CASES = [
-    TkpCase("top_k=2 on [1.0, 3.0, 2.0, 0.5, 2.5]", ((1.0, 3.0, 2.0, 0.5, 2.5),), top_k=2),
-    TkpCase("top_k=2 with a tie at the cut-off: [3.0, 2.0, 2.0, 1.0]", ((3.0, 2.0, 2.0, 1.0),),
-            top_k=2),
-    TkpCase("top_k=3, a batch of two rows", tuple(map(tuple, _random_logits(1061, (2, 7)))),
-            top_k=3),
-]
-TOP_P_CASES = [
-    TkpCase("top_p=0.6 on probabilities [0.5, 0.3, 0.15, 0.05]",
-            _probs_logits((0.5, 0.3, 0.15, 0.05)), top_p=0.6),
-    TkpCase("top_p=0.6 with a tie at the cut-off: probabilities [0.5, 0.2, 0.2, 0.1]",
-            _probs_logits((0.5, 0.2, 0.2, 0.1)), top_p=0.6),
-    TkpCase("top_p=0.3 when the top token alone has 0.5", _probs_logits((0.1, 0.5, 0.4)),
-            top_p=0.3),
-    TkpCase("top_p=0.9, a batch of two rows", tuple(map(tuple, _random_logits(1062, (2, 8)))),
-            top_p=0.9),
-]
-TKP_HIDDEN_CASES = [
-    TkpCase("top_k=2 then top_p=0.5 on probabilities [0.4, 0.35, 0.25]",
-            _probs_logits((0.4, 0.35, 0.25)), top_k=2, top_p=0.5),
-    TkpCase("no filter (both None)", ((1.0, -2.0, 0.5),)),
-    TkpCase("top_p=1.0 keeps everything", ((1.0, -2.0, 0.5, 4.0),), top_p=1.0),
-    TkpCase("top_k larger than the vocabulary", ((1.0, -2.0, 0.5),), top_k=10),
-    TkpCase("top_k=1 on 3-d logits (2, 2, 5)",
-            tuple(tuple(map(tuple, r)) for r in _random_logits(11061, (2, 2, 5))), top_k=1),
-    TkpCase("top_p=0.75 on probabilities [0.25, 0.25, 0.25, 0.25] (all tied)",
-            _probs_logits((0.25, 0.25, 0.25, 0.25)), top_p=0.75),
-]
-
-
-def _tkp_input(case: TkpCase) -> Tensor:
-    return torch.tensor(case.logits, dtype=torch.float32)
-
-
-def _record_tkp(cases):
-    def record(fn) -> dict:
-        return {"cases": [call(fn, _tkp_input(c), guard=_tkp_guard(), **c.kwargs())
-                          for c in cases]}
-    return record
 
 
 def _keep_sets(logits: Tensor, top_k, top_p, *, ties: bool = True, crossing: bool = True,
@@ -1159,9 +679,9 @@ def _describe_keep(keep: np.ndarray) -> str:
 def _compare_tkp(cases):
     def compare(rec: dict) -> None:
         for case, out in zip(cases, rec["cases"], strict=True):
-            got = _tensor(check_outcome(out, TKP, case.desc), TKP, case.desc)
-            x = _tkp_input(case)
-            want = _np(ref_top_k_top_p(x, **case.kwargs()))
+            got = as_array(check_outcome(out, TKP, case.desc), TKP, case.desc)
+            x = tkp_input(case)
+            want = to_numpy(ref_top_k_top_p(x, **case.kwargs()))
             expect_shape(got, want.shape, TKP, case.desc,
                          hint="Return logits of the input's shape, the removed ones set to -inf.")
             got_kept, want_kept = ~np.isneginf(got), ~np.isneginf(want)
@@ -1197,18 +717,81 @@ def _compare_tkp(cases):
                 mistakes.append(("It ignores top_k when top_p is given too: apply top-k first, "
                                  "then top-p to what is left.", _keep_sets(x, None, p)))
             for message, keep in mistakes:
-                if np.array_equal(got_kept, _np(keep)):
+                if np.array_equal(got_kept, to_numpy(keep)):
                     fail(f"{TKP} keeps the wrong tokens ({case.desc}). {message}")
             fail(f"{TKP} keeps the wrong tokens ({case.desc}): yours "
                  f"{_describe_keep(got_kept)}, expected {_describe_keep(want_kept)}.")
     return compare
 
 
-register("sampling.top_k", "top_k_top_p: top-k keeps the k largest logits, ties included",
-         _record_tkp(TOP_K_CASES), _compare_tkp(TOP_K_CASES))
-register("sampling.top_p", "top_k_top_p: top-p keeps the nucleus, with the token that crosses p",
-         _record_tkp(TOP_P_CASES), _compare_tkp(TOP_P_CASES))
-register("sampling.hidden", "top_k_top_p: both filters, none, top_p = 1, k > vocabulary, 3-d "
-         "logits, all tokens tied", _record_tkp(TKP_HIDDEN_CASES),
-         _compare_tkp(TKP_HIDDEN_CASES))
 
+
+
+VERDICTS = {
+    "rmsnorm.values": (
+        "RMSNorm: matches the reference with a random weight and a large eps",
+        _compare_rms(RMS_CASES)),
+    "rmsnorm.hidden": (
+        "RMSNorm: default eps 1e-6 on small inputs, 2-d and 4-d inputs",
+        _compare_rms(RMS_HIDDEN_CASES)),
+    "rmsnorm.torch": (
+        "RMSNorm: equals torch.nn.RMSNorm",
+        _compare_rms(RMS_TORCH_CASES, oracle="torch")),
+    "rmsnorm.params": (
+        "RMSNorm: one parameter, weight (ones), and eps = 1e-6 by default",
+        _compare_rms_params),
+    "swiglu.values": (
+        "SwiGLU: w2(silu(w1 x) * w3 x), bias-free, matches the reference",
+        _compare_swi(SWI_CASES)),
+    "swiglu.hidden": (
+        "SwiGLU: other sizes, d_ff = d_model, 2-d input",
+        _compare_swi(SWI_HIDDEN_CASES)),
+    "repeat_kv.values": (
+        "repeat_kv: each kv head serves n_rep consecutive query heads",
+        _compare_rep(REP_CASES)),
+    "repeat_kv.hidden": (
+        "repeat_kv: one kv head (multi-query), n_rep = 1, length 1",
+        _compare_rep(REP_HIDDEN_CASES)),
+    "gqa.values": (
+        "GroupedQueryAttention: RoPE, causal, grouped heads; matches the reference",
+        _compare_gqa(GQA_CASES)),
+    "gqa.hidden": (
+        "GroupedQueryAttention: multi-query, multi-head, explicit positions, one token",
+        _compare_gqa(GQA_HIDDEN_CASES)),
+    "gqa.cache": (
+        "GroupedQueryAttention: fed in two pieces with its cache, the same output; the cache "
+        "holds n_kv_heads heads",
+        _compare_gqa(CACHE_CASES)),
+    "gqa.cache_hidden": (
+        "GroupedQueryAttention: the cache with multi-query attention and a long second piece",
+        _compare_gqa(CACHE_HIDDEN_CASES)),
+    "llama.values": (
+        "LlamaBlock: pre-RMSNorm, GQA with RoPE, SwiGLU; whole and with its cache",
+        _compare_block(BLOCK_CASES)),
+    "llama.hidden": (
+        "LlamaBlock: multi-query and multi-head blocks, one token then the rest",
+        _compare_block(BLOCK_HIDDEN_CASES)),
+    "tinyllama.tying": (
+        "TinyLlama: lm_head shares embed_tokens' weight (one Parameter)",
+        _compare_tying),
+    "tinyllama.logits": (
+        "TinyLlama: logits match the reference, whole and with the cache",
+        _compare_tiny_logits),
+    "kv_cache.values": (
+        "kv_cache_bytes: Llama-2-7B at 4096 tokens, and a small case",
+        _compare_kv(KV_CASES)),
+    "kv_cache.hidden": (
+        "kv_cache_bytes: Llama-2-70B's GQA with a batch, one byte per value, the smallest "
+        "cache",
+        _compare_kv(KV_HIDDEN_CASES)),
+    "sampling.top_k": (
+        "top_k_top_p: top-k keeps the k largest logits, ties included",
+        _compare_tkp(TOP_K_CASES)),
+    "sampling.top_p": (
+        "top_k_top_p: top-p keeps the nucleus, with the token that crosses p",
+        _compare_tkp(TOP_P_CASES)),
+    "sampling.hidden": (
+        "top_k_top_p: both filters, none, top_p = 1, k > vocabulary, 3-d logits, all tokens "
+        "tied",
+        _compare_tkp(TKP_HIDDEN_CASES)),
+}
