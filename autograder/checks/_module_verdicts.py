@@ -9,8 +9,11 @@ What it offers:
 * ``check_built(info, built, what, calls=..., forbidden=...)``: construction first, then a
   forbidden call in any recorded forward (with the exercise's own sentence), before loading.
 * ``explain_load(seen, what, built, fixes, shapes)``: say which named part could not take the
-  test's parameters and how to build it (``fix_for`` finds the fix by path prefix;
-  ``d_ff_hint`` for a layer whose feed-forward has the wrong width).
+  test's parameters and how to build it (``fix_for`` finds the fix by path prefix);
+  ``explain_layer_load`` the same for a Transformer layer (``d_ff_hint`` for a layer whose
+  feed-forward has the wrong width).
+* ``module_output(info, case, what, explain, shape_hint)``: a module's output after its
+  construction, forbidden calls, load problems and errors, of the input's shape, finite.
 * ``reference_module(cls, args, kwargs, params)`` and ``reference_output(module, *inputs)``:
   the reference (or a PyTorch oracle) built without touching the global random stream,
   loaded with the same fixed parameters, in eval mode; ``torch_attention_state`` maps the
@@ -38,6 +41,7 @@ from ._verdict import (
     check_outcome,
     close,
     expect_close,
+    expect_finite,
     expect_shape,
     fail,
     first_close,
@@ -73,14 +77,16 @@ def compare_cases(cases: Iterable[Any], one: Callable[[Any, Any], Any]) -> Calla
 def check_built(info: dict, built: str, what: str, calls: Iterable[str] = ("forward",),
                 forbidden: str | None = None) -> None:
     """The module was built, and no recorded call used a forbidden implementation.
-    ``forbidden``: the sentence after "calls X." (default: ``check_outcome``'s)."""
+    ``calls``: the keys of ``info`` holding an Outcome (or a dict of them); ``forbidden``: the
+    sentence after "calls X." (default: ``check_outcome``'s)."""
     check_outcome(info["construct"], built)
     for name in calls:
-        out = info.get(name)
-        if isinstance(out, Outcome) and out.forbidden:
-            if forbidden:
-                fail(f"{what} calls {out.forbidden[0]}. {forbidden}")
-            check_outcome(out, what, built)
+        outs = info.get(name)
+        for out in outs.values() if isinstance(outs, dict) else [outs]:
+            if isinstance(out, Outcome) and out.forbidden:
+                if forbidden:
+                    fail(f"{what} calls {out.forbidden[0]}. {forbidden}")
+                check_outcome(out, what, built)
 
 
 def fix_for(path: str, fixes: dict[str, str]) -> str:
@@ -110,6 +116,40 @@ def explain_load(seen: dict[str, str], what: str, built: str, fixes: dict[str, s
             fail(f"`{path}` of {what[5:]} has {status} in {built}, but should have shape "
                  f"{shapes[path]}. {fix}")
         fail(f"Could not load test values into `{path}` of {what[5:]}: it is {status}. {fix}")
+
+
+def explain_layer_load(seen: dict[str, str], what: str, built: str, fixes: dict[str, str],
+                       shapes: dict[str, tuple], d_model: int, d_ff: int,
+                       missing: Callable[[str, str], str]) -> None:
+    """The same for a Transformer layer (EncoderLayer, DecoderLayer...): ``missing(path,
+    top)`` words a part that is not there; a wrong shape gets the d_ff hint; anything else
+    says how to build the part (``fixes[top]``)."""
+    for path, status in seen.items():
+        if status == "ok":
+            continue
+        top = path.split(".")[0]
+        if status == "missing":
+            fail(missing(path, top))
+        if status.startswith("shape"):
+            got = status[len("shape "):]
+            fail(f"`{path}` of your {what[5:]} has shape {got} in {built}, but should have "
+                 f"shape {tuple(shapes[path])}.{d_ff_hint(path, got, d_model, d_ff)}")
+        fail(f"Could not load test values into `{path}` of your {what[5:]}: it is {status}. "
+             f"{fixes[top]}.")
+
+
+def module_output(info: dict, case: Any, what: str, explain: Callable[[], None],
+                  shape_hint: str, finite_hint: str = "") -> np.ndarray:
+    """A module's output on one case, after everything that comes before the values:
+    construction, forbidden calls, ``explain()`` (the load problems), an error, a tensor of
+    the input's shape (``case.shape``), finite. ``what`` is "Your X"."""
+    check_built(info, case.built, what)
+    explain()
+    got = as_array(check_outcome(info["forward"], what, case.desc), what, case.desc)
+    output = f"The output of your {what[5:]}"
+    expect_shape(got, case.shape, output, case.desc, hint=shape_hint)
+    expect_finite(got, output, case.desc, hint=finite_hint)
+    return got
 
 
 def reference_module(cls: Any, args: tuple = (), kwargs: dict | None = None,

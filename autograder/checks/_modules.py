@@ -9,7 +9,8 @@ It runs in the learner's kernel (under ``grade`` it is copied into the sandbox n
   kwargs)`` (only what the case passes, so a left-out argument takes the learner's default),
   and ``built``, the call as the learner would write it (``LayerNorm(8, eps=0.5)``).
 * ``NormCase`` (a norm over the last axis: shape, eps or None for the default, seed) and
-  ``LayerArgs`` (a Transformer layer: d_model, n_heads, d_ff, norm_first, activation, eps).
+  ``LayerArgs`` (a Transformer layer: d_model, n_heads, d_ff, norm_first, activation, eps);
+  ``layer_params(seed, d_model, d_ff, attentions, norms)``, a layer's fixed-seed parameters.
 * ``build_and_load(cls, args, kwargs, params)``: the learner's module built without touching
   the global random stream (``_core.build_module``), fixed parameters loaded by name
   (``_core.load_params``); returns ``(module, {"construct": Outcome, "seen": {path: status}})``.
@@ -112,6 +113,28 @@ class LayerArgs(ModuleCase):
         if self.eps is not None:
             kwargs["eps"] = self.eps
         return (self.d_model, self.n_heads, self.d_ff), kwargs
+
+
+def layer_params(seed: int, d_model: int, d_ff: int, attentions: Iterable[str] = ("self_attn",),
+                 norms: Iterable[str] = ("norm1", "norm2")) -> dict[str, torch.Tensor]:
+    """Fixed-seed parameters of a Transformer layer by the contract's names: each attention's
+    q/k/v/out projections with biases, ``ff.linear1``/``ff.linear2``, each LayerNorm's weight
+    and bias; large enough for every part to matter."""
+    g = torch.Generator().manual_seed(seed)
+    d, h = d_model, d_ff
+    p: dict[str, torch.Tensor] = {}
+    for attn in attentions:
+        for name in ATTN_NAMES:
+            p[f"{attn}.{name}.weight"] = 1.2 * torch.randn(d, d, generator=g) / math.sqrt(d)
+            p[f"{attn}.{name}.bias"] = 0.2 * torch.randn(d, generator=g)
+    p["ff.linear1.weight"] = torch.randn(h, d, generator=g) / math.sqrt(d)
+    p["ff.linear1.bias"] = 0.3 * torch.randn(h, generator=g)
+    p["ff.linear2.weight"] = torch.randn(d, h, generator=g) / math.sqrt(h)
+    p["ff.linear2.bias"] = 0.3 * torch.randn(d, generator=g)
+    for norm in norms:
+        p[f"{norm}.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
+        p[f"{norm}.bias"] = 0.3 * torch.randn(d, generator=g)
+    return p
 
 
 # ----------------------------------------------------------------------------- recording

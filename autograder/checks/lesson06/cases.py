@@ -20,7 +20,6 @@ from torch import Tensor
 
 from .._core import Guard, call
 from .._modules import (
-    ATTN_NAMES,
     LayerArgs,
     ModuleCase,
     NormCase,
@@ -28,6 +27,7 @@ from .._modules import (
     StandInLayerNorm,
     build_and_load,
     course_kernels,
+    layer_params,
     parameter_list,
     record_modules,
     record_parts,
@@ -255,20 +255,7 @@ class EncCase(LayerArgs):
 
 
 def enc_params(case: EncCase) -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed)
-    d, h = case.d_model, case.d_ff
-    p: dict[str, Tensor] = {}
-    for name in ATTN_NAMES:
-        p[f"self_attn.{name}.weight"] = 1.2 * torch.randn(d, d, generator=g) / math.sqrt(d)
-        p[f"self_attn.{name}.bias"] = 0.2 * torch.randn(d, generator=g)
-    p["ff.linear1.weight"] = torch.randn(h, d, generator=g) / math.sqrt(d)
-    p["ff.linear1.bias"] = 0.3 * torch.randn(h, generator=g)
-    p["ff.linear2.weight"] = torch.randn(d, h, generator=g) / math.sqrt(h)
-    p["ff.linear2.bias"] = 0.3 * torch.randn(d, generator=g)
-    for norm in ("norm1", "norm2"):
-        p[f"{norm}.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
-        p[f"{norm}.bias"] = 0.3 * torch.randn(d, generator=g)
-    return p
+    return layer_params(case.seed, case.d_model, case.d_ff)
 
 
 def enc_inputs(case: EncCase) -> tuple[Tensor, Tensor | None]:

@@ -24,10 +24,11 @@ from .._module_verdicts import (
     blocked_weight,
     check_built,
     compare_cases,
-    d_ff_hint,
     expect_known,
     expect_layer,
+    explain_layer_load,
     few,
+    module_output,
     reference_module,
     reference_output,
     renamed_state,
@@ -189,18 +190,10 @@ def _ln_load_problem(seen: dict[str, str], case: LnCase, built: str) -> None:
 
 def _ln_output(info: dict, case: LnCase) -> np.ndarray:
     """Construction, parameters, forbidden calls, errors: everything before the values."""
-    built = case.built
-    check_outcome(info["construct"], built)
-    fwd = info["forward"]
-    if fwd is not None and fwd.forbidden:
-        check_outcome(fwd, LN, case.desc)
-    _ln_load_problem(info["seen"], case, built)
-    got = as_array(check_outcome(fwd, LN, case.desc), LN, case.desc)
-    expect_shape(got, case.shape, "The output of your LayerNorm", case.desc,
-                 hint="A layer norm keeps the shape of its input.")
-    expect_finite(got, "The output of your LayerNorm", case.desc,
-                  hint="Is eps inside the square root?")
-    return got
+    return module_output(info, case, LN, lambda: _ln_load_problem(info["seen"], case,
+                                                                   case.built),
+                         "A layer norm keeps the shape of its input.",
+                         "Is eps inside the square root?")
 
 
 def _compare_ln(cases: list[LnCase]):
@@ -554,26 +547,19 @@ def _enc_load_problem(seen: dict[str, str], case: EncCase, built: str) -> None:
         "norm1": "self.norm1 = LayerNorm(d_model, eps)",
         "norm2": "self.norm2 = LayerNorm(d_model, eps)",
     }
-    for path, status in seen.items():
-        if status == "ok":
-            continue
-        top = path.split(".")[0]
-        if status == "missing":
-            parent = path.rsplit(".", 1)[0]
-            if parent == top or path.count(".") == 1:
-                fail(f"{ENC} has no `{parent}` with the expected parameter `{path}` ({built}). "
-                     f"The exercise names its parts self_attn, ff, norm1 and norm2 (from_torch "
-                     f"and the checks load weights through these names): {fixes[top]}.")
-            fail(f"{ENC} has no `{path}` ({built}). Its self_attn should be a "
-                 "MultiHeadAttention with q_proj, k_proj, v_proj and out_proj "
-                 f"(nn.Linear(d_model, d_model)): {fixes['self_attn']}.")
-        if status.startswith("shape"):
-            got = status[len("shape "):]
-            hint = d_ff_hint(path, got, d, h)
-            fail(f"`{path}` of your EncoderLayer has shape {got} in {built}, but should have "
-                 f"shape {tuple(enc_params(case)[path].shape)}.{hint}")
-        fail(f"Could not load test values into `{path}` of your EncoderLayer: it is {status}. "
-             f"{fixes[top]}.")
+
+    def missing(path: str, top: str) -> str:
+        parent = path.rsplit(".", 1)[0]
+        if parent == top or path.count(".") == 1:
+            return (f"{ENC} has no `{parent}` with the expected parameter `{path}` ({built}). "
+                    f"The exercise names its parts self_attn, ff, norm1 and norm2 (from_torch "
+                    f"and the checks load weights through these names): {fixes[top]}.")
+        return (f"{ENC} has no `{path}` ({built}). Its self_attn should be a "
+                "MultiHeadAttention with q_proj, k_proj, v_proj and out_proj "
+                f"(nn.Linear(d_model, d_model)): {fixes['self_attn']}.")
+
+    explain_layer_load(seen, ENC, built, fixes, {k: v.shape for k, v in enc_params(case).items()},
+                       d, h, missing)
 
 
 def _check_parts(info: dict, case: EncCase, built: str) -> None:
