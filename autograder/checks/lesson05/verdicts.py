@@ -158,14 +158,21 @@ def _sin_shape_hint(got: tuple, max_len: int, d: int) -> str:
     return "One row per position, one column per dimension: (max_len, d_model)."
 
 
+def _expect_values(out: Outcome, what: str, output: str, desc: str, want: np.ndarray,
+                   hint, mistakes: list[Mistake], atol: float, rtol: float) -> None:
+    """The learner's tensor: its shape (``hint(shape)`` says what a wrong one means), finite,
+    then its values, naming the first known mistake that matches."""
+    got = _tensor(out, what, desc)
+    expect_shape(got, want.shape, output, desc, hint=hint(tuple(got.shape)))
+    expect_finite(got, output, desc)
+    expect_close(got, want, what, desc, mistakes, atol=atol, rtol=rtol)
+
+
 def _compare_sin(out: Outcome, case: SinCase) -> None:
-    n, d, desc = case.max_len, case.d_model, case.desc
-    got = _tensor(out, SIN, desc)
-    want = _np(ref_sinusoidal(n, d))
-    expect_shape(got, want.shape, "The table from your sinusoidal_encoding", desc,
-                 hint=_sin_shape_hint(tuple(got.shape), n, d))
-    expect_finite(got, "The table from your sinusoidal_encoding", desc)
-    expect_close(got, want, SIN, desc, _sin_mistakes(n, d), atol=1e-4, rtol=1e-4)
+    n, d = case.max_len, case.d_model
+    _expect_values(out, SIN, "The table from your sinusoidal_encoding", case.desc,
+                   _np(ref_sinusoidal(n, d)), lambda shape: _sin_shape_hint(shape, n, d),
+                   _sin_mistakes(n, d), atol=1e-4, rtol=1e-4)
 
 
 def _compare_sin_properties(rec: dict) -> None:
@@ -669,13 +676,10 @@ def _alibi_shape_hint(got: tuple, H: int, L: int) -> str:
 
 
 def _compare_alibi(out: Outcome, case: AlibiCase) -> None:
-    H, L, desc = case.n_heads, case.L, case.desc
-    got = _tensor(out, ALIBI, desc)
-    want = _np(ref_alibi(H, L))
-    expect_shape(got, want.shape, "The bias from your alibi_bias", desc,
-                 hint=_alibi_shape_hint(tuple(got.shape), H, L))
-    expect_finite(got, "The bias from your alibi_bias", desc)
-    expect_close(got, want, ALIBI, desc, _alibi_mistakes(H, L), atol=1e-6, rtol=1e-5)
+    H, L = case.n_heads, case.L
+    _expect_values(out, ALIBI, "The bias from your alibi_bias", case.desc, _np(ref_alibi(H, L)),
+                   lambda shape: _alibi_shape_hint(shape, H, L), _alibi_mistakes(H, L),
+                   atol=1e-6, rtol=1e-5)
 
 
 def _compare_alibi_properties(rec: dict) -> None:

@@ -19,7 +19,6 @@ ISOLATION rows check that one wrong exercise costs only its own points).
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,70 +30,31 @@ from torch import Tensor
 
 from autograder.reference import GPTBlock, causal_mask
 
-from .._core import Guard, Outcome, build_module, built_text, call, load_params
+from .._core import Guard, Outcome, call
+from .._modules import (
+    ATTN_NAMES,
+    LayerArgs,
+    ModuleCase,
+    course_kernels,
+    record_cases,
+    record_modules,
+    record_parts,
+    same_parts,
+)
 
-OURS = "the course's own {} (attnlab / autograder.reference)"
-
-
-def course_kernel(path: str):
-    """``DecoderLayer.forward``, ``decoder._next_token``: a kernel of the course by its path
-    in ``autograder.reference``, looked up when a Guard is made (this module never imports a
-    kernel of its own lesson; under ``grade`` it finds the withheld stub, caught alike)."""
-    obj = importlib.import_module("autograder.reference")
-    try:
-        for part in path.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        return None
-    return obj
+OURS = "the course's own {} (attnlab / autograder.reference)"  # as course_kernels labels
 
 
 # ============================================================================= DecoderLayer
 
 
 def dec_guard() -> Guard:
+    # the course's residual counts as its DecoderLayer (the same label)
     label = OURS.format("DecoderLayer")
-    return Guard((), [(label, course_kernel("DecoderLayer.forward")),
-                      (label, course_kernel("residual")),
+    return Guard((), [*((label, fn) for _, fn in course_kernels("DecoderLayer.forward",
+                                                                 "residual")),
                       ("PyTorch's nn.TransformerDecoderLayer",
                        nn.TransformerDecoderLayer.forward)])
-
-
-ATTN_NAMES = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-
-class LayerArgs:
-    """How a check builds a layer: ``Layer(d_model, n_heads, d_ff, **only what was given)``,
-    so an argument left out takes the learner's default (post-norm, ReLU, eps 1e-5)."""
-
-    d_model: int
-    n_heads: int
-    d_ff: int
-    norm_first: bool | None
-    activation: str | None
-    eps: float | None
-
-    @property
-    def pre(self) -> bool:
-        return bool(self.norm_first)
-
-    @property
-    def act(self) -> str:
-        return self.activation or "relu"
-
-    @property
-    def eps_value(self) -> float:
-        return 1e-5 if self.eps is None else self.eps
-
-    def args(self) -> tuple[tuple, dict]:
-        kwargs: dict = {}
-        if self.norm_first is not None:
-            kwargs["norm_first"] = self.norm_first
-        if self.activation is not None:
-            kwargs["activation"] = self.activation
-        if self.eps is not None:
-            kwargs["eps"] = self.eps
-        return (self.d_model, self.n_heads, self.d_ff), kwargs
 
 
 @dataclass(frozen=True)
@@ -112,6 +72,8 @@ class DecCase(LayerArgs):
     eps: float | None = None
     self_mask: str = "causal"  # "", "causal", "causal+padding"
     memory_mask: str = ""  # "", "random", "padding"
+
+    NAME = "DecoderLayer"
 
 
 DEC_PARTS = ("self_attn", "cross_attn", "ff", "norm1", "norm2", "norm3")
@@ -160,62 +122,50 @@ def dec_inputs(case: DecCase) -> tuple[Tensor, Tensor, Tensor | None, Tensor | N
     return x, memory, self_mask, memory_mask
 
 
-def shared_parts(module) -> list[tuple[str, str]]:
-    """Pairs of parts that are one and the same module (each sublayer needs its own)."""
-    parts = {name: getattr(module, name, None) for name in DEC_PARTS}
-    pairs = []
-    for a, b in (("self_attn", "cross_attn"), ("norm1", "norm2"), ("norm1", "norm3"),
-                 ("norm2", "norm3")):
-        if parts[a] is not None and parts[a] is parts[b]:
-            pairs.append((a, b))
-    return pairs
+SEPARATE_PARTS = (("self_attn", "cross_attn"), ("norm1", "norm2"), ("norm1", "norm3"),
+                  ("norm2", "norm3"))  # each sublayer needs its own
+
+
+def run_decoder(weights: bool):
+    def run(module, case: DecCase) -> dict:
+        x, memory, self_mask, memory_mask = dec_inputs(case)
+        kw = {}
+        if self_mask is not None:
+            kw["self_mask"] = self_mask
+        if memory_mask is not None:
+            kw["memory_mask"] = memory_mask
+        info = {"shared": same_parts(module, SEPARATE_PARTS),
+                "forward": call(module, x, memory, guard=dec_guard(), **kw)}
+        if weights:
+            info["with_weights"] = call(module, x, memory, return_weights=True,
+                                        guard=dec_guard(), **kw)
+        return info
+    return run
 
 
 def record_decoder(cases: list[DecCase], weights: bool = False):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            args, kwargs = case.args()
-            module, built = build_module(cls, *args, **kwargs)
-            info: dict = {"construct": built, "seen": {}, "forward": None, "shared": []}
-            if module is not None:
-                info["shared"] = shared_parts(module)
-                info["seen"] = load_params(module, dec_params(case))
-                x, memory, self_mask, memory_mask = dec_inputs(case)
-                kw = {}
-                if self_mask is not None:
-                    kw["self_mask"] = self_mask
-                if memory_mask is not None:
-                    kw["memory_mask"] = memory_mask
-                info["forward"] = call(module, x, memory, guard=dec_guard(), **kw)
-                if weights:
-                    info["with_weights"] = call(module, x, memory, return_weights=True,
-                                                guard=dec_guard(), **kw)
-            rec[case.desc] = info
-        return rec
-    return record
+    return record_modules(cases, dec_params, run_decoder(weights))
 
 
 LAYOUT_CASE = DecCase('DecoderLayer(16, 4, 40, dropout=0.1, activation="gelu", eps=0.5)',
                       16, 4, 40, 2, 5, 6, 731, activation="gelu", eps=0.5, self_mask="")
 
 
-def record_layout(cls) -> dict:
-    case = LAYOUT_CASE
+def layout_parts(module, case: DecCase) -> dict:
+    x, _, _, _ = dec_inputs(case)
+    return {"attrs": {name: type(getattr(module, name, None)).__name__ for name in DEC_PARTS},
+            "shared": same_parts(module, SEPARATE_PARTS),
+            "parts": record_parts(module, x, ("norm1", "norm2", "norm3", "ff"))}
+
+
+def layout_args(case: DecCase) -> tuple[tuple, dict]:
     args, kwargs = case.args()
-    module, built = build_module(cls, *args, dropout=0.1, **kwargs)
-    info: dict = {"construct": built, "seen": {}, "attrs": {}, "shared": [], "parts": {}}
-    if module is None:
-        return info
-    for name in DEC_PARTS:
-        info["attrs"][name] = type(getattr(module, name, None)).__name__
-    info["shared"] = shared_parts(module)
-    info["seen"] = load_params(module, dec_params(case))
-    x, memory, _, _ = dec_inputs(case)
-    for name in ("norm1", "norm2", "norm3", "ff"):
-        sub = getattr(module, name, None)
-        info["parts"][name] = call(sub, x) if callable(sub) else None
-    return info
+    return args, {"dropout": 0.1, **kwargs}
+
+
+def record_layout(cls) -> dict:
+    record = record_modules([LAYOUT_CASE], dec_params, layout_parts, build=layout_args)
+    return record(cls)[LAYOUT_CASE.desc]
 
 
 POST_CASES = [
@@ -283,11 +233,11 @@ MASK_HIDDEN_CASES = [
 
 
 def gpt_guard() -> Guard:
-    return Guard((), [(OURS.format("TinyGPT"), course_kernel("TinyGPT.forward"))])
+    return Guard((), course_kernels("TinyGPT.forward"))
 
 
 @dataclass(frozen=True)
-class GptCase:
+class GptCase(ModuleCase):
     desc: str
     vocab: int
     d_model: int
@@ -299,12 +249,14 @@ class GptCase:
     seed: int
     T2: int = 0  # tokens of a second call with the cache (0: no second call)
 
-    def args(self) -> tuple:
-        return (self.vocab, self.d_model, self.n_heads, self.n_layers, self.max_len)
+    NAME = "TinyGPT"
 
     @property
-    def built(self) -> str:
-        return built_text("TinyGPT", self.args(), {})
+    def sizes(self) -> tuple[int, int, int, int, int]:
+        return (self.vocab, self.d_model, self.n_heads, self.n_layers, self.max_len)
+
+    def args(self) -> tuple[tuple, dict]:
+        return self.sizes, {}
 
 
 @lru_cache(maxsize=64)
@@ -322,11 +274,11 @@ def gpt_shapes(vocab: int, d_model: int, n_heads: int, n_layers: int,
     return tuple(sorted(shapes.items()))
 
 
-def gpt_params(args: tuple, seed: int) -> dict[str, Tensor]:
-    """Fixed-seed weights for a TinyGPT of these sizes, large enough for every part to matter."""
-    g = torch.Generator().manual_seed(seed)
+def gpt_params(case: GptCase) -> dict[str, Tensor]:
+    """Fixed-seed weights for the case's TinyGPT, large enough for every part to matter."""
+    g = torch.Generator().manual_seed(case.seed)
     p = {}
-    for name, shape in gpt_shapes(*args):
+    for name, shape in gpt_shapes(*case.sizes):
         if name.endswith("emb.weight"):
             p[name] = torch.randn(shape, generator=g)
         elif len(shape) == 2:
@@ -380,32 +332,28 @@ def call_token_by_token(module, idx: Tensor) -> Outcome:
     return call(run, guard=gpt_guard())
 
 
+def run_gpt(cached: bool, causal: bool):
+    def run(module, case: GptCase) -> dict:
+        info = {"shared": shared_blocks(module), "n_blocks": count_blocks(module)}
+        first, second = gpt_tokens(case)
+        info["forward"] = call(module, first, guard=gpt_guard())
+        if cached and case.T2:
+            info["second"] = call_with_own_cache(module, first, second)
+        if causal:
+            changed = first.clone()
+            changed[:, -1] = (changed[:, -1] + 1) % case.vocab
+            info["changed_last"] = call(module, changed, guard=gpt_guard())
+            mid = first.clone()
+            mid[:, case.T // 2] = (mid[:, case.T // 2] + 3) % case.vocab
+            info["changed_mid"] = call(module, mid, guard=gpt_guard())
+        if cached:
+            info["one_by_one"] = call_token_by_token(module, first)
+        return info
+    return run
+
+
 def record_gpt(cases: list[GptCase], cached: bool = False, causal: bool = False):
-    def record(cls) -> dict:
-        rec = {}
-        for case in cases:
-            module, built = build_module(cls, *case.args())
-            info: dict = {"construct": built, "seen": {}, "forward": None, "shared": False}
-            if module is not None:
-                info["shared"] = shared_blocks(module)
-                info["n_blocks"] = count_blocks(module)
-                info["seen"] = load_params(module, gpt_params(case.args(), case.seed))
-                first, second = gpt_tokens(case)
-                info["forward"] = call(module, first, guard=gpt_guard())
-                if cached and case.T2:
-                    info["second"] = call_with_own_cache(module, first, second)
-                if causal:
-                    changed = first.clone()
-                    changed[:, -1] = (changed[:, -1] + 1) % case.vocab
-                    info["changed_last"] = call(module, changed, guard=gpt_guard())
-                    mid = first.clone()
-                    mid[:, case.T // 2] = (mid[:, case.T // 2] + 3) % case.vocab
-                    info["changed_mid"] = call(module, mid, guard=gpt_guard())
-                if cached:
-                    info["one_by_one"] = call_token_by_token(module, first)
-            rec[case.desc] = info
-        return rec
-    return record
+    return record_modules(cases, gpt_params, run_gpt(cached, causal))
 
 
 GPT_CASES = [
@@ -437,11 +385,12 @@ CAUSAL_CASES = [
 
 
 def gen_guard() -> Guard:
-    label = OURS.format("generate")
     # generate is wrapped by @torch.no_grad(), whose wrapper code every decorated function
-    # shares: the Guard unwraps it and watches the function inside
-    return Guard((), [(label, course_kernel("generate")),
-                      (label, course_kernel("decoder._next_token"))])
+    # shares: the Guard unwraps it and watches the function inside; its sampling helper
+    # counts as the course's generate (the same label)
+    label = OURS.format("generate")
+    return Guard((), [(label, fn) for _, fn in course_kernels("generate",
+                                                             "decoder._next_token")])
 
 
 class Spy(nn.Module):
@@ -561,19 +510,20 @@ def run_generate(fn, case: GenCase, generator_seed: int | None) -> dict:
     return {"out": out, "calls": list(spy.calls), "global_moved": moved}
 
 
+def generate_runs(twice: bool, both_modes: bool):
+    def one(fn, case: GenCase) -> dict:
+        seed = sample_seed(case)
+        info = {"first": run_generate(fn, case, seed)}
+        if twice:
+            info["again"] = run_generate(fn, case, seed)
+        if both_modes:
+            info["other_mode"] = run_generate(fn, case.other_mode(), seed)
+        return info
+    return one
+
+
 def record_generate(cases: list[GenCase], twice: bool = False, both_modes: bool = False):
-    def record(fn) -> dict:
-        rec = {}
-        for case in cases:
-            seed = sample_seed(case)
-            info = {"first": run_generate(fn, case, seed)}
-            if twice:
-                info["again"] = run_generate(fn, case, seed)
-            if both_modes:
-                info["other_mode"] = run_generate(fn, case.other_mode(), seed)
-            rec[case.desc] = info
-        return rec
-    return record
+    return record_cases(cases, generate_runs(twice, both_modes))
 
 
 GEN_SIZES = (11, 16, 4, 2, 16)

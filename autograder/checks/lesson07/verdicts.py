@@ -19,7 +19,20 @@ from autograder.reference import DecoderLayer as RefDecoder
 from autograder.reference import TinyGPT as RefGPT
 from autograder.reference import generate as ref_generate
 
-from .._core import Outcome, built_text
+from .._core import Outcome
+from .._module_verdicts import (
+    blocked_weight,
+    check_built,
+    compare_cases,
+    d_ff_hint,
+    expect_layer,
+    reference_module,
+    reference_output,
+    renamed_state,
+    single_output,
+    to_numpy,
+    torch_attention_state,
+)
 from .._verdict import (
     Mistake,
     as_array,
@@ -33,7 +46,6 @@ from .._verdict import (
     fmt,
 )
 from .cases import (
-    ATTN_NAMES,
     CACHE_CASES,
     CACHE_GEN_CASES,
     CACHE_GEN_HIDDEN_CASES,
@@ -74,8 +86,7 @@ SHAPE_WORDS = ("size of tensor", "shape", "broadcast", "must match", "mat1 and m
                "dimension")
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
+_np = to_numpy
 
 
 def _is_tensor_record(value) -> bool:
@@ -87,11 +98,9 @@ def _is_tensor_record(value) -> bool:
 
 @lru_cache(maxsize=256)
 def _ref_decoder(case: DecCase) -> RefDecoder:
-    with torch.random.fork_rng():
-        ref = RefDecoder(case.d_model, case.n_heads, case.d_ff, norm_first=case.pre,
-                         activation=case.act, eps=case.eps_value)
-    ref.load_state_dict(dec_params(case))
-    return ref.eval()
+    return reference_module(RefDecoder, (case.d_model, case.n_heads, case.d_ff),
+                            {"norm_first": case.pre, "activation": case.act,
+                             "eps": case.eps_value}, dec_params(case))
 
 
 @lru_cache(maxsize=256)
@@ -106,31 +115,21 @@ def _dec_reference(case: DecCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _dec_torch(case: DecCase) -> np.ndarray:
     """The same weights in torch.nn.TransformerDecoderLayer (its bool masks: True = blocked)."""
     p = dec_params(case)
-    with torch.random.fork_rng():
-        layer = nn.TransformerDecoderLayer(
-            case.d_model, case.n_heads, case.d_ff, dropout=0.0, activation=case.act,
-            layer_norm_eps=case.eps_value, batch_first=True, norm_first=case.pre)
-    state = {}
-    for ours, theirs in (("self_attn", "self_attn"), ("cross_attn", "multihead_attn")):
-        state[f"{theirs}.in_proj_weight"] = torch.cat(
-            [p[f"{ours}.{n}.weight"] for n in ATTN_NAMES[:3]])
-        state[f"{theirs}.in_proj_bias"] = torch.cat([p[f"{ours}.{n}.bias"] for n in ATTN_NAMES[:3]])
-        state[f"{theirs}.out_proj.weight"] = p[f"{ours}.out_proj.weight"]
-        state[f"{theirs}.out_proj.bias"] = p[f"{ours}.out_proj.bias"]
-    for ours, theirs in (("ff.linear1", "linear1"), ("ff.linear2", "linear2"),
-                         ("norm1", "norm1"), ("norm2", "norm2"), ("norm3", "norm3")):
-        state[f"{theirs}.weight"] = p[f"{ours}.weight"]
-        state[f"{theirs}.bias"] = p[f"{ours}.bias"]
-    layer.load_state_dict(state)
-    layer.eval()
+    state = {**torch_attention_state(p, "self_attn", "self_attn"),
+             **torch_attention_state(p, "cross_attn", "multihead_attn"),
+             **renamed_state(p, (("ff.linear1", "linear1"), ("ff.linear2", "linear2"),
+                                 ("norm1", "norm1"), ("norm2", "norm2"), ("norm3", "norm3")))}
+    layer = reference_module(nn.TransformerDecoderLayer, (case.d_model, case.n_heads, case.d_ff),
+                             {"dropout": 0.0, "activation": case.act,
+                              "layer_norm_eps": case.eps_value, "batch_first": True,
+                              "norm_first": case.pre}, state)
     x, memory, self_mask, memory_mask = dec_inputs(case)
     kwargs = {}
     if self_mask is not None:
         kwargs["tgt_mask"] = ~self_mask
     if memory_mask is not None:
         kwargs["memory_mask"] = ~memory_mask
-    with torch.no_grad():
-        return _np(layer(x, memory, **kwargs))
+    return reference_output(layer, x, memory, **kwargs)
 
 
 @lru_cache(maxsize=1024)
@@ -276,39 +275,31 @@ def _dec_load_problem(seen: dict[str, str], case: DecCase, built: str) -> None:
                  f"weights through these names): {fixes[top]}.")
         if status.startswith("shape"):
             got = status[len("shape "):]
-            hint = ""
-            if path == "ff.linear1.weight" and got in (str((d, d)), str((4 * d, d))):
-                hint = f" Did you pass d_ff = {h} on to FeedForward?"
+            hint = d_ff_hint(path, got, d, h)
             fail(f"`{path}` of your DecoderLayer has shape {got} in {built}, but should have "
                  f"shape {tuple(dec_params(case)[path].shape)}.{hint}")
         fail(f"Could not load test values into `{path}` of your DecoderLayer: it is {status}. "
              f"{fixes[top]}.")
 
 
-def _check_dec_built(info: dict, case: DecCase) -> str:
-    args, kwargs = case.args()
-    built = built_text("DecoderLayer", args, kwargs)
-    check_outcome(info["construct"], built)
-    fwd = info["forward"]
-    if fwd is not None and fwd.forbidden:
-        fail(f"{DEC} calls {fwd.forbidden[0]}. This exercise asks you to wire the layer "
-             "yourself from MultiHeadAttention, FeedForward and LayerNorm.")
-    for a, b in info.get("shared", []):
+def _expect_separate(shared: list) -> None:
+    for a, b in shared:
         fail(f"{a} and {b} of your DecoderLayer are the same module: each sublayer needs its "
              f"own, with its own weights. Create them separately: self.{a} = ... and "
              f"self.{b} = ....")
-    _dec_load_problem(info["seen"], case, built)
-    return built
+
+
+def _check_dec_built(info: dict, case: DecCase) -> str:
+    check_built(info, case.built, DEC, forbidden="This exercise asks you to wire the layer "
+                "yourself from MultiHeadAttention, FeedForward and LayerNorm.")
+    _expect_separate(info.get("shared", []))
+    _dec_load_problem(info["seen"], case, case.built)
+    return case.built
 
 
 def _dec_output(out: Outcome, case: DecCase) -> np.ndarray:
     _dec_error(out, DEC, case)
-    value = out.value
-    if isinstance(value, (tuple, list)):
-        fail(f"{DEC} returned a {type(value).__name__} of {len(value)} items ({case.desc}); "
-             "without return_weights=True, forward should return only the output tensor: "
-             "`return (x, weights) if return_weights else x`.")
-    return as_array(value, DEC, case.desc)
+    return single_output(out, DEC, case.desc)
 
 
 def _compare_decoder_case(info: dict, case: DecCase, oracle: str = "reference") -> np.ndarray:
@@ -323,102 +314,89 @@ def _compare_decoder_case(info: dict, case: DecCase, oracle: str = "reference") 
                 "one row per target position.")
     expect_shape(got, want.shape, "The output of your DecoderLayer", case.desc, hint=hint)
     expect_finite(got, "The output of your DecoderLayer", case.desc)
-    if close(got, want, atol=2e-5):
-        return got
-    against = "the reference" if oracle == "reference" else "torch.nn.TransformerDecoderLayer"
-    message = first_close(got, _dec_mistakes(case), 2e-5)
-    if message:
-        fail(f"{DEC} does not match {against} ({case.desc}). {message}")
-    fail(f"{DEC} does not match {against} with the same weights ({case.desc}): largest "
-         f"error {fmt(float(np.abs(got - want).max()))}. "
-         + ("Pre-norm: x = x + self_attn(norm1(x)), x = x + cross_attn(norm2(x), memory), "
-            "x = x + ff(norm3(x))." if case.pre else
-            "Post-norm: x = norm1(x + self_attn(x)), x = norm2(x + cross_attn(x, memory)), "
-            "x = norm3(x + ff(x))."))
+    expect_layer(got, want, DEC, case.desc, lambda: _dec_mistakes(case),
+                 against="the reference" if oracle == "reference" else
+                 "torch.nn.TransformerDecoderLayer",
+                 wiring="Pre-norm: x = x + self_attn(norm1(x)), x = x + cross_attn(norm2(x), "
+                 "memory), x = x + ff(norm3(x))." if case.pre else
+                 "Post-norm: x = norm1(x + self_attn(x)), x = norm2(x + cross_attn(x, memory)), "
+                 "x = norm3(x + ff(x)).")
+    return got
 
 
 def _compare_decoder(cases: list[DecCase], oracle: str = "reference"):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            _compare_decoder_case(rec[case.desc], case, oracle)
-    return compare
+    return compare_cases(cases, lambda info, case: _compare_decoder_case(info, case, oracle))
+
+
+def _compare_dec_weights_case(info: dict, case: DecCase) -> None:
+    got_out = _compare_decoder_case(info, case)
+    what = f"{DEC} with return_weights=True"
+    out = info["with_weights"]
+    _dec_error(out, what, case)
+    value = out.value
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        fail(f"{what} should return a pair (output, weights) ({case.desc}).")
+    output, weights = value
+    if isinstance(weights, (tuple, list)) and len(weights) == 2:
+        fail(f"{what} returned the weights as a {type(weights).__name__}; return a "
+             "dict with both, {\"self\": self-attention weights, \"cross\": "
+             f"cross-attention weights}} ({case.desc}).")
+    if not isinstance(weights, dict) or set(weights) != {"self", "cross"}:
+        kind = sorted(weights) if isinstance(weights, dict) else \
+            getattr(weights, "type_name", type(weights).__name__)
+        fail(f"{what} returned weights {kind}; expected a dict with two entries, "
+             "{\"self\": self-attention weights (B, H, L, L), \"cross\": "
+             f"cross-attention weights (B, H, L, S)}} ({case.desc}).")
+    output = as_array(output, f"{what}'s output", case.desc)
+    if not close(output, got_out, atol=1e-6):
+        fail(f"{what} returned a different output than without it ({case.desc}); the "
+             "flag should only add the weights.")
+    _, want_self, want_cross = _dec_reference(case)
+    _, _, self_mask, memory_mask = dec_inputs(case)
+    for key, want, mask, fix in (
+            ("self", want_self, self_mask, "self.self_attn(h, h, h, self_mask)"),
+            ("cross", want_cross, memory_mask,
+             "self.cross_attn(h, memory, memory, memory_mask)")):
+        w = as_array(weights[key], f"Your {key} weights", case.desc)
+        if key == "cross" and w.shape == want_self.shape and w.shape != want.shape:
+            fail(f"Your cross-attention weights have shape {w.shape}, (B, H, L, L) "
+                 f"({case.desc}): keys and values should come from memory, giving "
+                 f"(B, H, L, S) = {want.shape}: {fix}.")
+        expect_shape(w, want.shape, f'Your weights["{key}"]', case.desc,
+                     hint="Return each attention's per-head weights unchanged.")
+        if mask is not None and blocked_weight(w, mask) > 1e-6:
+            name = "self_mask" if key == "self" else "memory_mask"
+            fail(f'Your weights["{key}"] give weight to positions {name} blocks '
+                 f"({case.desc}). Pass {name} on: {fix}.")
+        if not close(w, want, atol=1e-5):
+            fail(f'Your weights["{key}"] do not match the reference ({case.desc}): '
+                 f"largest error {fmt(float(np.abs(w - want).max()))}. Return the "
+                 f"weights that {key}_attn gives you.")
 
 
 def _compare_dec_weights(cases: list[DecCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            info = rec[case.desc]
-            got_out = _compare_decoder_case(info, case)
-            what = f"{DEC} with return_weights=True"
-            out = info["with_weights"]
-            _dec_error(out, what, case)
-            value = out.value
-            if not isinstance(value, (tuple, list)) or len(value) != 2:
-                fail(f"{what} should return a pair (output, weights) ({case.desc}).")
-            output, weights = value
-            if isinstance(weights, (tuple, list)) and len(weights) == 2:
-                fail(f"{what} returned the weights as a {type(weights).__name__}; return a "
-                     "dict with both, {\"self\": self-attention weights, \"cross\": "
-                     f"cross-attention weights}} ({case.desc}).")
-            if not isinstance(weights, dict) or set(weights) != {"self", "cross"}:
-                kind = sorted(weights) if isinstance(weights, dict) else \
-                    getattr(weights, "type_name", type(weights).__name__)
-                fail(f"{what} returned weights {kind}; expected a dict with two entries, "
-                     "{\"self\": self-attention weights (B, H, L, L), \"cross\": "
-                     f"cross-attention weights (B, H, L, S)}} ({case.desc}).")
-            output = as_array(output, f"{what}'s output", case.desc)
-            if not close(output, got_out, atol=1e-6):
-                fail(f"{what} returned a different output than without it ({case.desc}); the "
-                     "flag should only add the weights.")
-            _, want_self, want_cross = _dec_reference(case)
-            _, _, self_mask, memory_mask = dec_inputs(case)
-            for key, want, mask, fix in (
-                    ("self", want_self, self_mask, "self.self_attn(h, h, h, self_mask)"),
-                    ("cross", want_cross, memory_mask,
-                     "self.cross_attn(h, memory, memory, memory_mask)")):
-                w = as_array(weights[key], f"Your {key} weights", case.desc)
-                if key == "cross" and w.shape == want_self.shape and w.shape != want.shape:
-                    fail(f"Your cross-attention weights have shape {w.shape}, (B, H, L, L) "
-                         f"({case.desc}): keys and values should come from memory, giving "
-                         f"(B, H, L, S) = {want.shape}: {fix}.")
-                expect_shape(w, want.shape, f'Your weights["{key}"]', case.desc,
-                             hint="Return each attention's per-head weights unchanged.")
-                if mask is not None:
-                    blocked = ~np.broadcast_to(_np(mask), w.shape)
-                    if np.abs(np.nan_to_num(w[blocked])).max() > 1e-6:
-                        name = "self_mask" if key == "self" else "memory_mask"
-                        fail(f'Your weights["{key}"] give weight to positions {name} blocks '
-                             f"({case.desc}). Pass {name} on: {fix}.")
-                if not close(w, want, atol=1e-5):
-                    fail(f'Your weights["{key}"] do not match the reference ({case.desc}): '
-                         f"largest error {fmt(float(np.abs(w - want).max()))}. Return the "
-                         f"weights that {key}_attn gives you.")
-    return compare
+    return compare_cases(cases, _compare_dec_weights_case)
 
 
 def _compare_layout(rec: dict) -> None:
     case = LAYOUT_CASE
     built = case.desc
     check_outcome(rec["construct"], built)
-    for name, kind in rec["attrs"].items():
+    for name, kind in rec.get("attrs", {}).items():
         if kind == "NoneType":
             fail(f"{DEC} has no attribute `{name}` ({built}). The exercise names its parts "
                  "self_attn, cross_attn, ff, norm1, norm2 and norm3.")
-    for a, b in rec["shared"]:
-        fail(f"{a} and {b} of your DecoderLayer are the same module: each sublayer needs its "
-             f"own, with its own weights. Create them separately: self.{a} = ... and "
-             f"self.{b} = ....")
+    _expect_separate(rec.get("shared", []))
     _dec_load_problem(rec["seen"], case, built)
     x, _, _, _ = dec_inputs(case)
     ref = _ref_decoder(case)
     for name in ("norm1", "norm2", "norm3", "ff"):
-        out = rec["parts"].get(name)
+        out = rec.get("parts", {}).get(name)
         if out is None:
             continue
         value = check_outcome(out, f"Your DecoderLayer's {name}", built)
         got = np.asarray(value) if _is_tensor_record(value) else None
-        with torch.no_grad():
-            want = _np(getattr(ref, name)(x))
+        want = reference_output(getattr(ref, name), x)
         if got is not None and not close(got, want, atol=2e-5):
             if name == "ff":
                 fail(f"Your DecoderLayer's ff does not compute the feed-forward sublayer with "
@@ -432,17 +410,14 @@ def _compare_layout(rec: dict) -> None:
 
 
 @lru_cache(maxsize=64)
-def ref_gpt(args: tuple, seed: int) -> RefGPT:
-    """The course's TinyGPT with the fixed-seed weights of ``gpt_params``, in eval mode."""
-    with torch.random.fork_rng():
-        model = RefGPT(*args)
-    model.load_state_dict(gpt_params(args, seed))
-    return model.eval()
+def ref_gpt(case: GptCase) -> RefGPT:
+    """The course's TinyGPT with the case's fixed-seed weights (``gpt_params``), in eval mode."""
+    return reference_module(RefGPT, case.sizes, params=gpt_params(case))
 
 
 @lru_cache(maxsize=256)
 def _gpt_reference(case: GptCase) -> dict:
-    model = ref_gpt(case.args(), case.seed)
+    model = ref_gpt(case)
     first, second = gpt_tokens(case)
     with torch.no_grad():
         logits, cache = model(first)
@@ -459,7 +434,7 @@ def _gpt_variant(case: GptCase, *, second: bool = False, pos: str = "right",
                  pass_past: bool = True, ln_f: bool = True,
                  softmax: bool = False) -> np.ndarray | None:
     """Logits of the first call, or of the second call after the first, with one mistake."""
-    model = ref_gpt(case.args(), case.seed)
+    model = ref_gpt(case)
     first, nxt = gpt_tokens(case)
     idx, cache = first, None
     if second:
@@ -575,7 +550,7 @@ def _check_gpt_built(info: dict, case: GptCase) -> None:
                  f"pos_emb, blocks, ln_f and head (the checks load weights through these "
                  f"names): {fix}.")
         if status.startswith("shape"):
-            want = dict(gpt_shapes(*case.args()))[path]
+            want = dict(gpt_shapes(*case.sizes))[path]
             hint = ""
             if path == "pos_emb.weight" and status == f"shape {(case.vocab, case.d_model)}":
                 hint = " The position table has one row per position: max_len rows."
@@ -616,15 +591,15 @@ def _expect_logits(got, want: np.ndarray, what: str, where: str,
     return got
 
 
+def _compare_gpt_logits_case(info: dict, case: GptCase) -> None:
+    _check_gpt_built(info, case)
+    logits, _ = _unpack_gpt(info["forward"], case, GPT, case.desc)
+    want = _gpt_reference(case)["logits"]
+    _expect_logits(logits, want, "Your logits", case.desc, _gpt_full_mistakes(case))
+
+
 def _compare_gpt_logits(cases: list[GptCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            info = rec[case.desc]
-            _check_gpt_built(info, case)
-            logits, _ = _unpack_gpt(info["forward"], case, GPT, case.desc)
-            want = _gpt_reference(case)["logits"]
-            _expect_logits(logits, want, "Your logits", case.desc, _gpt_full_mistakes(case))
-    return compare
+    return compare_cases(cases, _compare_gpt_logits_case)
 
 
 def _expect_cache(cache, want: list, where: str, grown_from: int | None = None) -> None:
@@ -662,49 +637,49 @@ def _expect_cache(cache, want: list, where: str, grown_from: int | None = None) 
                      "(keys, values) each block returns.")
 
 
+def _compare_gpt_cache_case(info: dict, case: GptCase) -> None:
+    _check_gpt_built(info, case)
+    ref = _gpt_reference(case)
+    logits, cache = _unpack_gpt(info["forward"], case, GPT, case.desc)
+    _expect_logits(logits, ref["logits"], "Your logits", case.desc,
+                   _gpt_full_mistakes(case))
+    _expect_cache(cache, ref["cache"], f"{case.desc}, first call")
+    where = f"{case.desc}; the second call gets the cache of the first"
+    logits2, cache2 = _unpack_gpt(info["second"], case, GPT, where)
+    _expect_logits(logits2, ref["logits2"], "Your logits for the new tokens", where,
+                   _gpt_second_mistakes(case))
+    _expect_cache(cache2, ref["cache2"], where, grown_from=case.T)
+    one = as_array(check_outcome(info["one_by_one"], GPT, "one token at a time"), GPT)
+    if not close(one, ref["logits"], atol=1e-4, rtol=1e-4):
+        fail(f"Fed one token at a time, each call with the cache the previous call "
+             f"returned, your TinyGPT gives other logits than one call on the whole "
+             f"sequence ({case.desc}): largest error "
+             f"{fmt(float(np.abs(one - ref['logits']).max()))}. Positions must "
+             "continue from the cache (t_past = cache[0][0].size(-2)), and each block "
+             "needs its own cache entry.")
+
+
 def _compare_gpt_cache(cases: list[GptCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            info = rec[case.desc]
-            _check_gpt_built(info, case)
-            ref = _gpt_reference(case)
-            logits, cache = _unpack_gpt(info["forward"], case, GPT, case.desc)
-            _expect_logits(logits, ref["logits"], "Your logits", case.desc,
-                           _gpt_full_mistakes(case))
-            _expect_cache(cache, ref["cache"], f"{case.desc}, first call")
-            where = f"{case.desc}; the second call gets the cache of the first"
-            logits2, cache2 = _unpack_gpt(info["second"], case, GPT, where)
-            _expect_logits(logits2, ref["logits2"], "Your logits for the new tokens", where,
-                           _gpt_second_mistakes(case))
-            _expect_cache(cache2, ref["cache2"], where, grown_from=case.T)
-            one = as_array(check_outcome(info["one_by_one"], GPT, "one token at a time"), GPT)
-            if not close(one, ref["logits"], atol=1e-4, rtol=1e-4):
-                fail(f"Fed one token at a time, each call with the cache the previous call "
-                     f"returned, your TinyGPT gives other logits than one call on the whole "
-                     f"sequence ({case.desc}): largest error "
-                     f"{fmt(float(np.abs(one - ref['logits']).max()))}. Positions must "
-                     "continue from the cache (t_past = cache[0][0].size(-2)), and each block "
-                     "needs its own cache entry.")
-    return compare
+    return compare_cases(cases, _compare_gpt_cache_case)
+
+
+def _compare_gpt_causal_case(info: dict, case: GptCase) -> None:
+    _check_gpt_built(info, case)
+    logits = as_array(_unpack_gpt(info["forward"], case, GPT, case.desc)[0], GPT)
+    for key, pos in (("changed_last", case.T - 1), ("changed_mid", case.T // 2)):
+        other = as_array(_unpack_gpt(info[key], case, GPT, case.desc)[0], GPT)
+        if other.shape != logits.shape:
+            fail(f"{GPT} returned logits of another shape when one token changed.")
+        moved = np.abs(other[:, :pos] - logits[:, :pos]).max() if pos else 0.0
+        if moved > 1e-5:
+            fail(f"Changing only the token at position {pos} changed your logits at "
+                 f"earlier positions (by up to {fmt(float(moved))}; {case.desc}): the "
+                 "model sees the future. Every block must use a causal mask (GPTBlock "
+                 "from attnlab does); nothing else in the model may mix positions.")
 
 
 def _compare_gpt_causal(cases: list[GptCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            info = rec[case.desc]
-            _check_gpt_built(info, case)
-            logits = as_array(_unpack_gpt(info["forward"], case, GPT, case.desc)[0], GPT)
-            for key, pos in (("changed_last", case.T - 1), ("changed_mid", case.T // 2)):
-                other = as_array(_unpack_gpt(info[key], case, GPT, case.desc)[0], GPT)
-                if other.shape != logits.shape:
-                    fail(f"{GPT} returned logits of another shape when one token changed.")
-                moved = np.abs(other[:, :pos] - logits[:, :pos]).max() if pos else 0.0
-                if moved > 1e-5:
-                    fail(f"Changing only the token at position {pos} changed your logits at "
-                         f"earlier positions (by up to {fmt(float(moved))}; {case.desc}): the "
-                         "model sees the future. Every block must use a causal mask (GPTBlock "
-                         "from attnlab does); nothing else in the model may mix positions.")
-    return compare
+    return compare_cases(cases, _compare_gpt_causal_case)
 
 
 # ============================================================================= generate
@@ -794,58 +769,59 @@ def _gen_tokens(info: dict, case: GenCase, what: str = GEN) -> np.ndarray:
     return got
 
 
+def _first_run(entry: dict, case: GenCase) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The first recorded run: a forbidden call, then how the model was called, then the
+    tokens; with the reference's tokens."""
+    info = entry["first"]
+    if info["out"].forbidden:
+        check_outcome(info["out"], GEN, case.desc)
+    _check_calls(info, case)
+    return info, _gen_tokens(info, case), _gen_reference(case)
+
+
+def _compare_greedy_case(entry: dict, case: GenCase) -> None:
+    info, got, want = _first_run(entry, case)
+    if np.array_equal(got, want):
+        if info["global_moved"]:
+            fail(f"With temperature=0, {GEN.lower()} {M_GLOBAL} Greedy decoding needs "
+                 f"no randomness at all: take the argmax ({case.desc}).")
+        return
+    for message, mode in ((M_FIRST, "first"), (M_NO_FEEDBACK, "prompt")):
+        if np.array_equal(got, _greedy_variant(case, mode)):
+            fail(f"{GEN} does not give the greedy tokens ({case.desc}). {message}")
+    if info["global_moved"] or case.temperature == 0:
+        first = int(np.argmax(got[:, case.T:] != want[:, case.T:]))
+        fail(f"With temperature=0 {GEN.lower()} should pick the most likely token at "
+             f"every step (greedy decoding), but new token {first} differs from the "
+             f"argmax rollout ({case.desc}). Use logits[:, -1].argmax(-1, keepdim=True) "
+             "when temperature == 0, with no sampling.")
+    fail(f"{GEN} gives other tokens than the reference ({case.desc}).")
+
+
 def _compare_greedy(cases: list[GenCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            info = rec[case.desc]["first"]
-            if info["out"].forbidden:
-                check_outcome(info["out"], GEN, case.desc)
-            _check_calls(info, case)
-            got = _gen_tokens(info, case)
-            want = _gen_reference(case)
-            if np.array_equal(got, want):
-                if info["global_moved"]:
-                    fail(f"With temperature=0, {GEN.lower()} {M_GLOBAL} Greedy decoding needs "
-                         f"no randomness at all: take the argmax ({case.desc}).")
-                continue
-            for message, mode in ((M_FIRST, "first"), (M_NO_FEEDBACK, "prompt")):
-                if np.array_equal(got, _greedy_variant(case, mode)):
-                    fail(f"{GEN} does not give the greedy tokens ({case.desc}). {message}")
-            if info["global_moved"] or case.temperature == 0:
-                first = int(np.argmax(got[:, case.T:] != want[:, case.T:]))
-                fail(f"With temperature=0 {GEN.lower()} should pick the most likely token at "
-                     f"every step (greedy decoding), but new token {first} differs from the "
-                     f"argmax rollout ({case.desc}). Use logits[:, -1].argmax(-1, keepdim=True) "
-                     "when temperature == 0, with no sampling.")
-            fail(f"{GEN} gives other tokens than the reference ({case.desc}).")
-    return compare
+    return compare_cases(cases, _compare_greedy_case)
+
+
+def _compare_cache_case(entry: dict, case: GenCase) -> None:
+    _, got, want = _first_run(entry, case)
+    other = entry.get("other_mode")
+    if other is not None and not other["out"].error:
+        other_case = case.other_mode()
+        _check_calls(other, other_case)
+        got_other = _gen_tokens(other, other_case)
+        if not np.array_equal(got, got_other):
+            fail(f"With the same generator seed, {GEN.lower()} gives other tokens with "
+                 f"use_cache=True than with use_cache=False ({case.desc}). The cache "
+                 "only saves work: both must compute the same logits, so they draw the "
+                 "same tokens.")
+    if not np.array_equal(got, want):
+        fail(f"With use_cache={case.use_cache}, {GEN.lower()} gives other tokens than "
+             f"the reference ({case.desc}). Feed the prompt first, then one token at a "
+             "time with the cache the previous call returned.")
 
 
 def _compare_cache(cases: list[GenCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            entry = rec[case.desc]
-            info = entry["first"]
-            if info["out"].forbidden:
-                check_outcome(info["out"], GEN, case.desc)
-            _check_calls(info, case)
-            got = _gen_tokens(info, case)
-            want = _gen_reference(case)
-            other = entry.get("other_mode")
-            if other is not None and not other["out"].error:
-                other_case = case.other_mode()
-                _check_calls(other, other_case)
-                got_other = _gen_tokens(other, other_case)
-                if not np.array_equal(got, got_other):
-                    fail(f"With the same generator seed, {GEN.lower()} gives other tokens with "
-                         f"use_cache=True than with use_cache=False ({case.desc}). The cache "
-                         "only saves work: both must compute the same logits, so they draw the "
-                         "same tokens.")
-            if not np.array_equal(got, want):
-                fail(f"With use_cache={case.use_cache}, {GEN.lower()} gives other tokens than "
-                     f"the reference ({case.desc}). Feed the prompt first, then one token at a "
-                     "time with the cache the previous call returned.")
-    return compare
+    return compare_cases(cases, _compare_cache_case)
 
 
 def _frequencies(got: np.ndarray, vocab: int) -> np.ndarray:
@@ -858,24 +834,24 @@ def _next_logits(case: GenCase) -> Tensor:
         return gen_model(case)(gen_prompt(case)[:1])[0][0, -1]  # (vocab,)
 
 
+def _compare_sampling_case(entry: dict, case: GenCase) -> None:
+    info = entry["first"]
+    if info["out"].forbidden:
+        check_outcome(info["out"], GEN, case.desc)
+    got = _gen_tokens(info, case)
+    if info["global_moved"]:
+        fail(f"{GEN} {M_GLOBAL} ({case.desc})")
+    again = _gen_tokens(entry["again"], case)
+    if not np.array_equal(got, again):
+        fail(f"Two calls with generators seeded alike gave different tokens "
+             f"({case.desc}): your sampling does not depend on the generator alone. "
+             "Draw every sample with it: torch.multinomial(probs, 1, "
+             "generator=generator).")
+    _check_frequencies(got, case)
+
+
 def _compare_sampling(cases: list[GenCase]):
-    def compare(rec: dict) -> None:
-        for case in cases:
-            entry = rec[case.desc]
-            info = entry["first"]
-            if info["out"].forbidden:
-                check_outcome(info["out"], GEN, case.desc)
-            got = _gen_tokens(info, case)
-            if info["global_moved"]:
-                fail(f"{GEN} {M_GLOBAL} ({case.desc})")
-            again = _gen_tokens(entry["again"], case)
-            if not np.array_equal(got, again):
-                fail(f"Two calls with generators seeded alike gave different tokens "
-                     f"({case.desc}): your sampling does not depend on the generator alone. "
-                     "Draw every sample with it: torch.multinomial(probs, 1, "
-                     "generator=generator).")
-            _check_frequencies(got, case)
-    return compare
+    return compare_cases(cases, _compare_sampling_case)
 
 
 def _check_frequencies(got: np.ndarray, case: GenCase) -> None:
