@@ -201,3 +201,30 @@ def test_config_is_read_from_the_package():
     assert (config.n_layers, config.n_heads, config.d_model, config.d_ff) == (6, 12, 384, 1536)
     assert config.eps == 1e-12 and config.activation == "gelu"
     assert state["embeddings.word_embeddings.weight"].shape == (config.vocab_size, 384)
+
+
+def test_lesson_api_is_the_one_the_checks_use():
+    """Does attnlab.minilm hand out the reference model itself (no second copy), with every
+    name lesson 09's notebooks import from it?"""
+    import ast
+    import json
+
+    from autograder.course import ROOT
+    from autograder.reference import pretrained
+
+    for name in minilm.__all__:
+        assert getattr(minilm, name) is getattr(pretrained, name), name
+    imported = set()
+    for folder in ("lessons", "solutions"):
+        path = ROOT / folder / "09_interpreting_attention" / "09_interpreting_attention.ipynb"
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            try:
+                tree = ast.parse("".join(cell["source"]))
+            except SyntaxError:  # a cell with an unfinished exercise
+                continue
+            imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                         and node.module == "attnlab.minilm" for alias in node.names}
+    assert {"MiniLMEncoder", "load_minilm", "tokenize", "sentence_embedding"} <= imported
+    assert imported <= set(minilm.__all__), imported - set(minilm.__all__)
