@@ -413,6 +413,18 @@ def _check_gqa_built(info: dict, case: GqaCase) -> str:
     return built
 
 
+def _pieces(info: dict, case: GqaCase, ref, x: Tensor, want: Tensor, what: str) -> tuple:
+    """The learner's output fed in two pieces with its own cache (shape checked), and what the
+    reference cached after the first piece: (output, cache, reference's past, where)."""
+    where = (f"{case.desc}, fed as {case.split} tokens, then {case.T - case.split} with the "
+             "cache of the first call")
+    got, cache = _unpack_attn(info["calls"]["pieces"], what, where)
+    expect_shape(got, tuple(want.shape), what, where)
+    with torch.no_grad():
+        _, past = ref(x[:, :case.split])
+    return got, cache, past, where
+
+
 def _compare_gqa(cases: list[GqaCase]):
     def compare(rec: dict) -> None:
         for case in cases:
@@ -427,12 +439,7 @@ def _compare_gqa(cases: list[GqaCase]):
                          _gqa_mistakes(case, x, None, pos, second=False))
             _expect_cache(cache, want_cache, case, GQA, case.desc)
             if case.split:
-                where = (f"{case.desc}, fed as {case.split} tokens, then "
-                         f"{case.T - case.split} with the cache of the first call")
-                got, cache = _unpack_attn(info["calls"]["pieces"], GQA, where)
-                expect_shape(got, tuple(want.shape), GQA, where)
-                with torch.no_grad():
-                    _, past = ref(x[:, :case.split])
+                got, cache, past, where = _pieces(info, case, ref, x, want, GQA)
                 mistakes = _gqa_mistakes(case, x[:, case.split:], past, None, second=True)
                 expect_known(got[:, case.split:], to_numpy(want[:, case.split:]), GQA, where,
                              mistakes)
@@ -511,12 +518,7 @@ def _compare_block(cases: list[BlockCase]):
             got, cache = _unpack_attn(info["calls"]["whole"], BLOCK, case.desc)
             expect_known(got, to_numpy(want), BLOCK, case.desc, _block_mistakes(case, x, None))
             if case.split:
-                where = (f"{case.desc}, fed as {case.split} tokens, then "
-                         f"{case.T - case.split} with the cache of the first call")
-                got, cache = _unpack_attn(info["calls"]["pieces"], BLOCK, where)
-                expect_shape(got, tuple(want.shape), BLOCK, where)
-                with torch.no_grad():
-                    _, past = ref(x[:, :case.split])
+                got, cache, past, where = _pieces(info, case, ref, x, want, BLOCK)
                 expect_known(got[:, case.split:], to_numpy(want[:, case.split:]), BLOCK, where,
                              _block_mistakes(case, x[:, case.split:], past))
                 _expect_cache(cache, want_cache, case, BLOCK, where)
