@@ -1,95 +1,54 @@
-"""Checks for lesson 08, efficient attention: ``tiled_attention``, ``sliding_window_mask`` and
-``linear_attention``.
-
-The functions are compared with the reference on fixed-seed cases; a catalogue of wrong
-variants, rebuilt in ``compare`` from the same cases, names the likely mistake. ``record`` also
-runs tiled and linear attention under :class:`ShapeRecorder`, which keeps the shape and dtype of
-every tensor the learner's function creates, so ``compare`` can fail a function that formed a
-full (Lq, Lk) matrix, however right its numbers.
-"""
+"""Lesson 08's verdicts: reference oracles, known mistakes and messages (trusted side only)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from autograder.reference import elu_plus_one
 from autograder.reference import linear_attention as ref_linear
-from autograder.reference import masked_attention as ref_masked
 from autograder.reference import scaled_dot_product_attention as ref_sdpa
 from autograder.reference import sliding_window_mask as ref_window
 from autograder.reference import tiled_attention as ref_tiled
-from autograder.reference.attention import _attention_weights
-from autograder.reference.efficient import _online_softmax_rows
 
-from ._core import (
-    Guard,
-    Outcome,
-    call,
+from .._attention import (
+    M_BY_DK,
+    M_NO_SCALE,
+    expect_bool,
+    looks_like_shape_error,
+    tensor_value,
+)
+from .._attention import as_numpy as _np
+from .._core import Outcome
+from .._verdict import (
+    Mistake,
     check_outcome,
     close,
     expect_close,
     expect_shape,
     fail,
-    register,
+)
+from .cases import (
+    LinearCase,
+    TiledCase,
+    linear_cases,
+    tiled_causal_cases,
+    tiled_large_cases,
+    tiled_memory_cases,
+    tiled_value_cases,
+    window_cases,
 )
 
-try:  # TRANSITION: the sandbox slices this module and holds no _attention (trusted side)
-    from ._attention import M_BY_DK, M_NO_SCALE
-    from ._attention import expect_bool as _expect_bool
-    from ._attention import tensor_value as _tensor_value
-except ImportError:  # only the compare half (a stub there) uses these names
-    pass
-
-OURS = "the course's own {} (attnlab / autograder.reference)"
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def _randn(g: torch.Generator, *shape: int) -> Tensor:
-    return torch.randn(*shape, generator=g)
-
-
-def _describe(q: Tensor, k: Tensor, v: Tensor) -> str:
-    return f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+# Words of an exception that say two shapes did not line up (lesson 08's list).
+SHAPE_WORDS = ("size", "shape", "dimension", "multipl", "match")
 
 
 def _looks_like_shape_error(error: str) -> bool:
-    text = error.lower()
-    return any(w in text for w in ("size", "shape", "dimension", "multipl", "match"))
-
-
-class ShapeRecorder(TorchDispatchMode):
-    """Records (shape, dtype) of every tensor any torch operation creates inside the block."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[tuple[tuple[int, ...], str]] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, Tensor):
-                self.seen.add((tuple(t.shape), str(t.dtype).replace("torch.", "")))
-        return out
-
-
-def _call_recording(fn, *args, guard: Guard, **kwargs) -> dict:
-    """call(...) under a ShapeRecorder: the outcome and every (shape, dtype) created."""
-    recorder = ShapeRecorder()
-    with recorder:
-        out = call(fn, *args, guard=guard, **kwargs)
-    return {"out": out, "shapes": sorted(recorder.seen)}
+    return looks_like_shape_error(error, SHAPE_WORDS)
 
 
 def _full_matrices(shapes, lead: int, Lq: int, Lk: int) -> list[tuple[tuple[int, ...], str]]:
@@ -211,122 +170,32 @@ def _tiled_variant(q: Tensor, k: Tensor, v: Tensor, bs: int, causal: bool, *,
     return _np(out)
 
 
-def _tiled_mistakes(q: Tensor, k: Tensor, v: Tensor, bs: int, causal: bool):
-    """{message: wrong output} for the catalogued mistakes on one case (first match wins)."""
+def tiled_mistakes(q: Tensor, k: Tensor, v: Tensor, bs: int, causal: bool) -> list[Mistake]:
+    """The catalogued mistakes on one case, with their wrong outputs (first match wins)."""
     d = q.size(-1)
-    found = {
-        M_NO_RESCALE: dict(rescale="none"),
-        M_RESCALE_L_ONLY: dict(rescale="l"),
-        M_RESCALE_ACC_ONLY: dict(rescale="acc"),
-        M_TILE_MAX: dict(max_mode="tile", rescale="none"),
-        M_PER_BLOCK_SUM: dict(per_block="sum"),
-        M_PER_BLOCK_MEAN: dict(per_block="mean"),
-        M_NO_SCALE: dict(scale=1.0),
-        M_BY_DK: dict(scale=1.0 / d),
-        M_DROP_KEYS: dict(drop_keys=True),
-        M_DROP_QUERIES: dict(drop_queries=True),
-    }
+    found = [
+        (M_NO_RESCALE, dict(rescale="none")),
+        (M_RESCALE_L_ONLY, dict(rescale="l")),
+        (M_RESCALE_ACC_ONLY, dict(rescale="acc")),
+        (M_TILE_MAX, dict(max_mode="tile", rescale="none")),
+        (M_PER_BLOCK_SUM, dict(per_block="sum")),
+        (M_PER_BLOCK_MEAN, dict(per_block="mean")),
+        (M_NO_SCALE, dict(scale=1.0)),
+        (M_BY_DK, dict(scale=1.0 / d)),
+        (M_DROP_KEYS, dict(drop_keys=True)),
+        (M_DROP_QUERIES, dict(drop_queries=True)),
+    ]
     if causal:
-        found.update({M_LOCAL_CAUSAL: dict(mask_mode="local"),
-                      M_BLOCK_CAUSAL: dict(mask_mode="blocks"),
-                      M_BOTTOM_RIGHT: dict(mask_mode="bottom_right")})
+        found += [(M_LOCAL_CAUSAL, dict(mask_mode="local")),
+                  (M_BLOCK_CAUSAL, dict(mask_mode="blocks")),
+                  (M_BOTTOM_RIGHT, dict(mask_mode="bottom_right"))]
     with torch.no_grad():
-        wrong = {msg: _tiled_variant(q, k, v, bs, causal, **kw) for msg, kw in found.items()}
+        wrong = [(msg, _tiled_variant(q, k, v, bs, causal, **kw)) for msg, kw in found]
         if causal:
-            wrong[M_IGNORES_CAUSAL] = _np(ref_tiled(q, k, v, max(bs, 1), causal=False))
+            wrong.append((M_IGNORES_CAUSAL, _np(ref_tiled(q, k, v, max(bs, 1), causal=False))))
         else:
-            wrong[M_ALWAYS_CAUSAL] = _np(ref_tiled(q, k, v, max(bs, 1), causal=True))
+            wrong.append((M_ALWAYS_CAUSAL, _np(ref_tiled(q, k, v, max(bs, 1), causal=True))))
     return wrong
-
-
-@dataclass(frozen=True)
-class TiledCase:
-    desc: str
-    q: Tensor
-    k: Tensor
-    v: Tensor
-    block_size: int
-    causal: bool
-    pass_causal: bool  # pass causal=... explicitly (the default is tested when False)
-    large: bool = False  # scores in the hundreds
-
-
-def _tiled_case(g: torch.Generator, lead: tuple, Lq: int, Lk: int, d: int, d_v: int, bs: int,
-                causal: bool = False, explicit: bool | None = None,
-                scale: float = 1.0) -> TiledCase:
-    q, k, v = (_randn(g, *lead, Lq, d) * scale, _randn(g, *lead, Lk, d) * scale,
-               _randn(g, *lead, Lk, d_v))
-    explicit = causal if explicit is None else explicit
-    desc = f"{_describe(q, k, v)}, block_size={bs}" + (f", causal={causal}" if explicit else "")
-    if scale != 1.0:
-        largest = float((q @ k.transpose(-2, -1)).abs().max() / math.sqrt(d))
-        desc += f", scores up to about {largest:.0f}"
-    return TiledCase(desc, q, k, v, bs, causal, explicit, scale != 1.0)
-
-
-def _tiled_value_cases(hidden: bool) -> list[TiledCase]:
-    """Non-causal: blocks that divide L and blocks that do not, block >= L, Lq != Lk."""
-    g = torch.Generator().manual_seed(8811 if hidden else 811)
-    if not hidden:
-        return [_tiled_case(g, (2,), 12, 12, 8, 8, 4),
-                _tiled_case(g, (2,), 10, 10, 8, 6, 4),
-                _tiled_case(g, (1,), 7, 13, 8, 5, 16)]
-    return [_tiled_case(g, (2, 3), 9, 14, 4, 6, 5, explicit=True),
-            _tiled_case(g, (), 6, 11, 8, 8, 3),
-            _tiled_case(g, (2,), 6, 6, 4, 4, 1),
-            _tiled_case(g, (1,), 1, 17, 8, 3, 4),
-            _tiled_case(g, (2,), 20, 3, 8, 8, 7),
-            _tiled_case(g, (1, 2), 33, 33, 16, 16, 8)]
-
-
-def _tiled_causal_cases(hidden: bool) -> list[TiledCase]:
-    """Causal (top-left): blocks that divide L and blocks that do not, Lq != Lk."""
-    g = torch.Generator().manual_seed(8812 if hidden else 812)
-    if not hidden:
-        return [_tiled_case(g, (2,), 10, 10, 8, 8, 4, causal=True),
-                _tiled_case(g, (2,), 12, 12, 8, 4, 3, causal=True),
-                _tiled_case(g, (1,), 6, 9, 8, 5, 4, causal=True)]
-    return [_tiled_case(g, (2,), 11, 5, 8, 6, 2, causal=True),
-            _tiled_case(g, (2, 2), 17, 17, 8, 8, 5, causal=True),
-            _tiled_case(g, (1,), 7, 7, 4, 4, 8, causal=True),
-            _tiled_case(g, (), 6, 6, 4, 3, 1, causal=True),
-            _tiled_case(g, (2,), 3, 12, 8, 8, 2, causal=True),
-            _tiled_case(g, (2,), 9, 9, 8, 8, 3, causal=False, explicit=True)]
-
-
-def _tiled_memory_cases(hidden: bool) -> list[TiledCase]:
-    """Lq and Lk well above block_size, d much smaller than both."""
-    g = torch.Generator().manual_seed(8813 if hidden else 813)
-    if not hidden:
-        return [_tiled_case(g, (2,), 40, 33, 8, 4, 8)]
-    return [_tiled_case(g, (2,), 36, 36, 8, 8, 16, causal=True),
-            _tiled_case(g, (2, 2), 24, 40, 4, 4, 6),
-            _tiled_case(g, (1,), 30, 21, 8, 4, 4, causal=True)]
-
-
-def _tiled_large_cases() -> list[TiledCase]:
-    g = torch.Generator().manual_seed(814)
-    return [_tiled_case(g, (2,), 20, 20, 8, 8, 8, scale=12.0),
-            _tiled_case(g, (1,), 15, 15, 8, 4, 4, causal=True, scale=12.0)]
-
-
-def _tiled_guard() -> Guard:
-    tiled, attention = OURS.format("tiled_attention"), OURS.format("attention")
-    return Guard(["attention"], [(tiled, ref_tiled), (tiled, _online_softmax_rows),
-                                 (attention, ref_sdpa), (attention, ref_masked),
-                                 (attention, _attention_weights)])
-
-
-def _call_tiled(fn, case: TiledCase) -> dict:
-    args = (case.q.clone(), case.k.clone(), case.v.clone(), case.block_size)
-    kwargs = {"causal": case.causal} if case.pass_causal else {}
-    return _call_recording(fn, *args, guard=_tiled_guard(), **kwargs)
-
-
-def _record_tiled(cases: Callable[[], list[TiledCase]]):
-    def record(fn) -> dict:
-        return {"cases": [_call_tiled(fn, case) for case in cases()]}
-    return record
 
 
 def _tiled_value(outcome: Outcome, case: TiledCase) -> np.ndarray:
@@ -346,7 +215,7 @@ def _tiled_value(outcome: Outcome, case: TiledCase) -> np.ndarray:
         fail(f"{TILED} returned a {type(value).__name__} of {len(value)} items ({case.desc}). "
              "It returns the output only: it never forms the attention weights, so there are "
              "none to return.")
-    return np.asarray(_tensor_value(value, TILED, case.desc))
+    return np.asarray(tensor_value(value, TILED, case.desc))
 
 
 def _nonfinite(got: np.ndarray, case: TiledCase) -> None:
@@ -385,7 +254,7 @@ def _compare_tiled_case(outcome: Outcome, case: TiledCase) -> None:
     tol = dict(atol=1e-4, rtol=1e-3) if case.large else dict(atol=1e-5, rtol=1e-4)
     if not close(got, want, **tol):  # the catalogue is slow to build: only when needed
         expect_close(got, want, "Your output", case.desc,
-                     _tiled_mistakes(case.q, case.k, case.v, bs, case.causal), **tol)
+                     tiled_mistakes(case.q, case.k, case.v, bs, case.causal), **tol)
 
 
 def _compare_tiled(cases: Callable[[], list[TiledCase]]):
@@ -418,102 +287,54 @@ def _compare_never_full(cases: Callable[[], list[TiledCase]]):
     return compare
 
 
-register("tiled_attention.values", "tiled_attention: equals attention for blocks that do and do "
-         "not divide L, and block >= L", _record_tiled(lambda: _tiled_value_cases(False)),
-         _compare_tiled(lambda: _tiled_value_cases(False)))
-register("tiled_attention.hidden", "tiled_attention: more shapes, Lq != Lk, block size 1",
-         _record_tiled(lambda: _tiled_value_cases(True)),
-         _compare_tiled(lambda: _tiled_value_cases(True)))
-register("tiled_attention.causal", "tiled_attention: causal=True, aligned top-left",
-         _record_tiled(lambda: _tiled_causal_cases(False)),
-         _compare_tiled(lambda: _tiled_causal_cases(False)))
-register("tiled_attention.causal_hidden", "tiled_attention: causal with Lq != Lk and odd blocks",
-         _record_tiled(lambda: _tiled_causal_cases(True)),
-         _compare_tiled(lambda: _tiled_causal_cases(True)))
-register("tiled_attention.never_full", "tiled_attention: never forms the full (Lq, Lk) matrix",
-         _record_tiled(lambda: _tiled_memory_cases(False)),
-         _compare_never_full(lambda: _tiled_memory_cases(False)))
-register("tiled_attention.never_full_hidden", "tiled_attention: never forms (Lq, Lk), causal "
-         "and batched", _record_tiled(lambda: _tiled_memory_cases(True)),
-         _compare_never_full(lambda: _tiled_memory_cases(True)))
-register("tiled_attention.large_scores", "tiled_attention: stays finite and exact when scores "
-         "are in the hundreds", _record_tiled(_tiled_large_cases),
-         _compare_tiled(_tiled_large_cases))
-
-
 # ----------------------------------------------------------------------- sliding_window_mask
 
 WINDOW = "Your sliding_window_mask"
 
 
-def _window_cases(kind: str) -> list[tuple[int, int]]:
-    """(L, window) pairs."""
-    return {"values": [(6, 3), (5, 2)],
-            "hidden": [(9, 4), (16, 5), (3, 2), (12, 7)],
-            "edges": [(5, 1), (4, 4), (6, 10), (1, 3), (7, 6)]}[kind]
-
-
-def _window_mistakes(L: int, window: int) -> dict[str, np.ndarray]:
+def _window_mistakes(L: int, window: int) -> list[Mistake]:
     i = torch.arange(L)[:, None]
     j = torch.arange(L)[None, :]
     dist = i - j  # (L, L): how far key j is behind query i
     right = (dist >= 0) & (dist < window)
-    return {
-        "It is True where the mask should be False and the other way round: the opposite "
-        "polarity. True means the query MAY attend: True where i - window < j <= i.":
-            _np(~right),
-        "It lets each query see one key too many, window + 1 in all (i - j <= window). With "
-        "window keys counting the query itself, key j is visible when 0 <= i - j < window.":
-            _np((dist >= 0) & (dist <= window)),
-        "It lets each query see one key too few, window - 1 in all. The window counts the "
-        "query itself plus the window - 1 keys before it: 0 <= i - j < window.":
-            _np((dist >= 0) & (dist < window - 1)),
-        "Its diagonal is False: each query sees the keys before it but not itself. A query "
-        "always sees its own token; the window counts it: 0 <= i - j < window.":
-            _np((dist > 0) & (dist <= window)),
-        "Its diagonal is False, and each query sees only window - 1 keys before it. The "
-        "window includes the query itself: 0 <= i - j < window.":
-            _np((dist > 0) & (dist < window)),
-        "It is symmetric: query i also sees the keys AFTER it (|i - j| < window). The "
-        "sliding window here is causal: only the query itself and the keys before it, "
-        "0 <= i - j < window.": _np(dist.abs() < window),
-        "It looks ahead: query i sees itself and the window - 1 keys AFTER it. Rows are "
-        "queries and columns keys; keep the keys at or before the query, 0 <= i - j < window.":
-            _np((dist <= 0) & (dist > -window)),
-        "It is the plain causal mask: the window is ignored, so each query sees every earlier "
-        "key. Also block the keys that are window or more positions behind.": _np(dist >= 0),
-    }
-
-
-def _window_guard() -> Guard:
-    return Guard((), [(OURS.format("sliding_window_mask"), ref_window)])
-
-
-def _record_window(kind: str):
-    def record(fn) -> dict:
-        return {"cases": [call(fn, L, w, guard=_window_guard()) for L, w in _window_cases(kind)]}
-    return record
+    return [
+        ("It is True where the mask should be False and the other way round: the opposite "
+         "polarity. True means the query MAY attend: True where i - window < j <= i.",
+         _np(~right)),
+        ("It lets each query see one key too many, window + 1 in all (i - j <= window). With "
+         "window keys counting the query itself, key j is visible when 0 <= i - j < window.",
+         _np((dist >= 0) & (dist <= window))),
+        ("It lets each query see one key too few, window - 1 in all. The window counts the "
+         "query itself plus the window - 1 keys before it: 0 <= i - j < window.",
+         _np((dist >= 0) & (dist < window - 1))),
+        ("Its diagonal is False: each query sees the keys before it but not itself. A query "
+         "always sees its own token; the window counts it: 0 <= i - j < window.",
+         _np((dist > 0) & (dist <= window))),
+        ("Its diagonal is False, and each query sees only window - 1 keys before it. The "
+         "window includes the query itself: 0 <= i - j < window.",
+         _np((dist > 0) & (dist < window))),
+        ("It is symmetric: query i also sees the keys AFTER it (|i - j| < window). The "
+         "sliding window here is causal: only the query itself and the keys before it, "
+         "0 <= i - j < window.", _np(dist.abs() < window)),
+        ("It looks ahead: query i sees itself and the window - 1 keys AFTER it. Rows are "
+         "queries and columns keys; keep the keys at or before the query, 0 <= i - j < window.",
+         _np((dist <= 0) & (dist > -window))),
+        ("It is the plain causal mask: the window is ignored, so each query sees every earlier "
+         "key. Also block the keys that are window or more positions behind.", _np(dist >= 0)),
+    ]
 
 
 def _compare_window(kind: str):
     def compare(rec: dict) -> None:
-        for (L, window), outcome in zip(_window_cases(kind), rec["cases"], strict=True):
+        for (L, window), outcome in zip(window_cases(kind), rec["cases"], strict=True):
             case = f"L={L}, window={window}"
-            got = _tensor_value(check_outcome(outcome, WINDOW, case), WINDOW, case)
+            got = tensor_value(check_outcome(outcome, WINDOW, case), WINDOW, case)
             expect_shape(got, (L, L), "Your mask", case,
                          hint="One row per query and one column per key: (L, L).")
-            _expect_bool(got, "Your mask", case)
+            expect_bool(got, "Your mask", case)
             expect_close(np.asarray(got), _np(ref_window(L, window)), "Your mask", case,
                          _window_mistakes(L, window), atol=0, rtol=0)
     return compare
-
-
-register("sliding_window.values", "sliding_window_mask: (L, L) bool, True where i - window < j "
-         "<= i", _record_window("values"), _compare_window("values"))
-register("sliding_window.hidden", "sliding_window_mask: more lengths and windows",
-         _record_window("hidden"), _compare_window("hidden"))
-register("sliding_window.edges", "sliding_window_mask: window 1 (the diagonal), window >= L "
-         "(the causal mask), L = 1", _record_window("edges"), _compare_window("edges"))
 
 
 # --------------------------------------------------------------------------- linear_attention
@@ -571,91 +392,24 @@ def _linear_form(phi_q: Tensor, phi_k: Tensor, v: Tensor, norm: str = "right") -
     return num / (phi_q * z).sum(-1, keepdim=True)
 
 
-def _linear_mistakes(q: Tensor, k: Tensor, v: Tensor, phi) -> dict[str, np.ndarray | None]:
+def _linear_mistakes(q: Tensor, k: Tensor, v: Tensor, phi) -> list[Mistake]:
     d = q.size(-1)
     pq, pk = phi(q), phi(k)
-    variants = {
-        M_PHI_V: _linear_form(pq, pk, phi(v)),
-        M_NO_NORM: _linear_form(pq, pk, v, "none"),
-        M_NORM_QUERIES: _linear_form(pq, pk, v, "queries"),
-        M_NO_KEEPDIM: _linear_form(pq, pk, v, "no_keepdim"),
-        M_SOFTMAX: ref_sdpa(q, k, v)[0],
-        M_SOFTMAX_SIMS: torch.softmax(pq @ pk.transpose(-2, -1), dim=-1) @ v,
-        M_SCALED: _linear_form(phi(q / math.sqrt(d)), phi(k / math.sqrt(d)), v),
-        M_NO_PHI: _linear_form(q, k, v),
-        M_PHI_Q_ONLY: _linear_form(pq, k, v),
-        M_PHI_K_ONLY: _linear_form(q, pk, v),
-    }
+    variants = [
+        (M_PHI_V, _linear_form(pq, pk, phi(v))),
+        (M_NO_NORM, _linear_form(pq, pk, v, "none")),
+        (M_NORM_QUERIES, _linear_form(pq, pk, v, "queries")),
+        (M_NO_KEEPDIM, _linear_form(pq, pk, v, "no_keepdim")),
+        (M_SOFTMAX, ref_sdpa(q, k, v)[0]),
+        (M_SOFTMAX_SIMS, torch.softmax(pq @ pk.transpose(-2, -1), dim=-1) @ v),
+        (M_SCALED, _linear_form(phi(q / math.sqrt(d)), phi(k / math.sqrt(d)), v)),
+        (M_NO_PHI, _linear_form(q, k, v)),
+        (M_PHI_Q_ONLY, _linear_form(pq, k, v)),
+        (M_PHI_K_ONLY, _linear_form(q, pk, v)),
+    ]
     if phi is not elu_plus_one:
-        variants = {M_IGNORES_MAP: _linear_form(elu_plus_one(q), elu_plus_one(k), v),
-                    **variants}
-    return {m: None if t is None else _np(t) for m, t in variants.items()}
-
-
-def _relu_map(x: Tensor) -> Tensor:
-    """relu(x) + 0.1: positive, and zero gradient below 0 (another valid feature map)."""
-    return F.relu(x) + 0.1
-
-
-FEATURE_MAPS: dict[str, Callable[[Tensor], Tensor] | None] = {
-    "default": None, "elu+1": elu_plus_one, "exp": torch.exp, "relu+0.1": _relu_map}
-
-
-@dataclass(frozen=True)
-class LinearCase:
-    desc: str
-    q: Tensor
-    k: Tensor
-    v: Tensor
-    feature_map: str  # a key of FEATURE_MAPS; "default" passes none
-
-    @property
-    def phi(self) -> Callable[[Tensor], Tensor]:
-        return FEATURE_MAPS[self.feature_map] or elu_plus_one
-
-
-def _linear_case(g: torch.Generator, lead: tuple, Lq: int, Lk: int, d: int, d_v: int,
-                 feature_map: str = "default") -> LinearCase:
-    q, k, v = _randn(g, *lead, Lq, d), _randn(g, *lead, Lk, d), _randn(g, *lead, Lk, d_v)
-    desc = _describe(q, k, v)
-    if feature_map != "default":
-        desc += f", feature_map={feature_map}"
-    return LinearCase(desc, q, k, v, feature_map)
-
-
-def _linear_cases(kind: str) -> list[LinearCase]:
-    if kind == "values":
-        g = torch.Generator().manual_seed(821)
-        return [_linear_case(g, (1, 2), 5, 5, 8, 5), _linear_case(g, (2,), 6, 8, 4, 3)]
-    if kind == "hidden":
-        g = torch.Generator().manual_seed(8821)
-        return [_linear_case(g, (2, 3), 7, 4, 6, 6), _linear_case(g, (), 9, 12, 8, 9),
-                _linear_case(g, (2,), 1, 6, 4, 2), _linear_case(g, (3,), 10, 10, 16, 8),
-                _linear_case(g, (2,), 4, 4, 5, 3, "elu+1")]
-    if kind == "feature_map":
-        g = torch.Generator().manual_seed(822)
-        return [_linear_case(g, (2,), 6, 9, 4, 3, "exp"),
-                _linear_case(g, (1, 2), 5, 7, 8, 4, "relu+0.1")]
-    g = torch.Generator().manual_seed(8822)  # "linear": long enough to spot an (Lq, Lk) matrix
-    return [_linear_case(g, (2,), 40, 36, 4, 3), _linear_case(g, (1,), 30, 30, 4, 4, "exp")]
-
-
-def _linear_guard() -> Guard:
-    return Guard((), [(OURS.format("linear_attention"), ref_linear)])
-
-
-def _call_linear(fn, case: LinearCase) -> dict:
-    args = (case.q.clone(), case.k.clone(), case.v.clone())
-    fmap = FEATURE_MAPS[case.feature_map]
-    if fmap is not None:
-        args = (*args, fmap)
-    return _call_recording(fn, *args, guard=_linear_guard())
-
-
-def _record_linear(kind: str):
-    def record(fn) -> dict:
-        return {"cases": [_call_linear(fn, case) for case in _linear_cases(kind)]}
-    return record
+        variants.insert(0, (M_IGNORES_MAP, _linear_form(elu_plus_one(q), elu_plus_one(k), v)))
+    return [(m, None if t is None else _np(t)) for m, t in variants]
 
 
 def _compare_linear_case(outcome: Outcome, case: LinearCase, quadratic: bool) -> None:
@@ -668,7 +422,7 @@ def _compare_linear_case(outcome: Outcome, case: LinearCase, quadratic: bool) ->
     if isinstance(value, (tuple, list)):
         fail(f"{LINEAR} returned a {type(value).__name__} of {len(value)} items ({case.desc}). "
              "It returns the output only: it never forms the (Lq, Lk) weights.")
-    got = np.asarray(_tensor_value(value, LINEAR, case.desc))
+    got = np.asarray(tensor_value(value, LINEAR, case.desc))
     q, k, v, phi = case.q, case.k, case.v, case.phi
     want = _quadratic(q.double(), k.double(), v.double(), phi).float() if quadratic else \
         ref_linear(q, k, v, phi)
@@ -683,13 +437,13 @@ def _compare_linear_case(outcome: Outcome, case: LinearCase, quadratic: bool) ->
 
 def _compare_linear(kind: str, quadratic: bool = False):
     def compare(rec: dict) -> None:
-        for run, case in zip(rec["cases"], _linear_cases(kind), strict=True):
+        for run, case in zip(rec["cases"], linear_cases(kind), strict=True):
             _compare_linear_case(run["out"], case, quadratic)
     return compare
 
 
 def _compare_linear_memory(rec: dict) -> None:
-    for run, case in zip(rec["cases"], _linear_cases("linear"), strict=True):
+    for run, case in zip(rec["cases"], linear_cases("linear"), strict=True):
         _compare_linear_case(run["out"], case, quadratic=False)
         lead = math.prod(case.q.shape[:-2])
         Lq, Lk = case.q.size(-2), case.k.size(-2)
@@ -702,13 +456,36 @@ def _compare_linear_memory(rec: dict) -> None:
                  "phi(q) by it; likewise the normaliser, phi(q) . sum_j phi(k_j).")
 
 
-register("linear_attention.values", "linear_attention: matches the reference (elu + 1 features)",
-         _record_linear("values"), _compare_linear("values"))
-register("linear_attention.hidden", "linear_attention: more shapes, Lq != Lk, no batch axes",
-         _record_linear("hidden"), _compare_linear("hidden"))
-register("linear_attention.feature_map", "linear_attention: any feature map; equals the O(L^2) "
-         "sum of feature-map similarities", _record_linear("feature_map"),
-         _compare_linear("feature_map", quadratic=True))
-register("linear_attention.linear", "linear_attention: never forms the (Lq, Lk) similarities",
-         _record_linear("linear"), _compare_linear_memory)
-
+VERDICTS = {
+    "tiled_attention.values": ("tiled_attention: equals attention for blocks that do and do not "
+                               "divide L, and block >= L",
+                               _compare_tiled(lambda: tiled_value_cases(False))),
+    "tiled_attention.hidden": ("tiled_attention: more shapes, Lq != Lk, block size 1",
+                               _compare_tiled(lambda: tiled_value_cases(True))),
+    "tiled_attention.causal": ("tiled_attention: causal=True, aligned top-left",
+                               _compare_tiled(lambda: tiled_causal_cases(False))),
+    "tiled_attention.causal_hidden": ("tiled_attention: causal with Lq != Lk and odd blocks",
+                                      _compare_tiled(lambda: tiled_causal_cases(True))),
+    "tiled_attention.never_full": ("tiled_attention: never forms the full (Lq, Lk) matrix",
+                                   _compare_never_full(lambda: tiled_memory_cases(False))),
+    "tiled_attention.never_full_hidden": ("tiled_attention: never forms (Lq, Lk), causal and "
+                                          "batched",
+                                          _compare_never_full(lambda: tiled_memory_cases(True))),
+    "tiled_attention.large_scores": ("tiled_attention: stays finite and exact when scores are "
+                                     "in the hundreds", _compare_tiled(tiled_large_cases)),
+    "sliding_window.values": ("sliding_window_mask: (L, L) bool, True where i - window < j <= "
+                              "i", _compare_window("values")),
+    "sliding_window.hidden": ("sliding_window_mask: more lengths and windows",
+                              _compare_window("hidden")),
+    "sliding_window.edges": ("sliding_window_mask: window 1 (the diagonal), window >= L (the "
+                             "causal mask), L = 1", _compare_window("edges")),
+    "linear_attention.values": ("linear_attention: matches the reference (elu + 1 features)",
+                                _compare_linear("values")),
+    "linear_attention.hidden": ("linear_attention: more shapes, Lq != Lk, no batch axes",
+                                _compare_linear("hidden")),
+    "linear_attention.feature_map": ("linear_attention: any feature map; equals the O(L^2) sum "
+                                     "of feature-map similarities",
+                                     _compare_linear("feature_map", quadratic=True)),
+    "linear_attention.linear": ("linear_attention: never forms the (Lq, Lk) similarities",
+                                _compare_linear_memory),
+}
