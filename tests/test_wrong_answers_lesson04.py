@@ -451,15 +451,20 @@ ROWS = [
     *[fails(fn, "causal_mask.values", match,
             name="course-causal_mask" if fn is ref_causal else "")
       for fn, match in WRONG_CAUSAL],
+    fails(causal_triu, "causal_mask.hidden", r"upper-triangular \(torch\.triu\)"),
     *passes(padding, *PADDING_IDS),
     *passes(padding_loop, *PADDING_IDS),
     *[fails(fn, "padding_mask.values", match,
             name="course-padding_mask" if fn is ref_padding else "")
       for fn, match in WRONG_PADDING],
+    fails(padding_inverted, "padding_mask.hidden", r"True on the PADDING"),
     *passes(masked, *MASKED_IDS),  # with -inf
     *passes(masked_big_negative, *MASKED_IDS),  # with -1e9
     *[fails(fn, check_id, match, name="course-masked_attention" if fn is ref_masked else "")
       for fn, check_id, match in WRONG_MASKED],
+    fails(inverted, "masked_attention.hidden", r"mask inverted"),
+    fails(lesson02, "masked_attention.empty_rows_hidden",
+          r"contain NaN in the rows whose keys are ALL"),
     # partial credit: lesson 02's attention (NaN on empty rows) keeps the value and property
     # points
     *passes(lesson02, "masked_attention.values", "masked_attention.hidden",

@@ -337,6 +337,10 @@ ROWS = [
     *passes(tiled, *TILED_IDS),
     *passes(tiled_normalised_running, *TILED_IDS),  # either bookkeeping
     *[fails(MISTAKES[name], check_id, match, name=name) for check_id, name, match in WRONG_TILED],
+    fails(MISTAKES["no_rescale"], "tiled_attention.hidden", r"WITHOUT the rescaling step",
+          name="no_rescale"),
+    fails(MISTAKES["ignores_causal"], "tiled_attention.causal_hidden",
+          r"causal=True was ignored", name="ignores_causal"),
     # the full (Lq, Lk) scores or mask: right numbers, but not the never-full points
     *passes(tiled_full_softmax, "tiled_attention.values"),
     fails(tiled_full_softmax, "tiled_attention.never_full",
@@ -352,6 +356,7 @@ ROWS = [
             name="course-sliding_window_mask" if fn is ref_window else "")
       for fn, match in WRONG_WINDOW],
     fails(window_short, "sliding_window.hidden", r"one key too few"),
+    fails(window_causal_only, "sliding_window.edges", r"plain causal mask: the window is ignored"),
     *passes(linear, *LINEAR_IDS),
     *passes(linear_einsum, *LINEAR_IDS),
     *[fails(fn, check_id, match, name="course-linear_attention" if fn is ref_linear else "")
