@@ -419,6 +419,13 @@ WRONG_ENCODER_LAYERS = [
     (CallsCourseLayer, "encoder.pre_norm", r"calls the course's own EncoderLayer"),
     (not_written, "encoder.layout", r"not written yet"),
     (not_written, "encoder.mask_weights", r"not written yet"),
+    # the hidden and torch checks name the same mistakes
+    (AlwaysPre, "encoder.post_norm_hidden", r"gelu, eps=0.5.*matches the PRE-norm layer"),
+    (NormFirstIgnored, "encoder.pre_norm_hidden", r"matches the POST-norm layer"),
+    (EpsNotPassed, "encoder.pre_norm_hidden", r"norm1 uses eps = 1e-5.*built with eps=0.5"),
+    (AlwaysPre, "encoder.torch_post", r"torch.nn.TransformerEncoderLayer.*PRE-norm"),
+    (IgnoresMask, "encoder.mask_hidden", r"padding mask.*without the mask"),
+    (AveragedWeights, "encoder.mask_hidden", r"per head, \(B, H, L, L\)"),
 ]
 
 
