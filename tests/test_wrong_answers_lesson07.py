@@ -147,6 +147,12 @@ class OneAttention(GoodDecoderLayer):
         self.cross_attn = self.self_attn
 
 
+class IgnoresDff(GoodDecoderLayer):
+    def __init__(self, d_model, n_heads, d_ff, *args, **kwargs):
+        super().__init__(d_model, n_heads, d_ff, *args, **kwargs)
+        self.ff = FeedForward(d_model, 4 * d_model)
+
+
 class WeightsAsTuple(GoodDecoderLayer):
     def forward(self, x, memory, self_mask=None, memory_mask=None, return_weights=False):
         out = super().forward(x, memory, self_mask, memory_mask, return_weights)
@@ -202,6 +208,9 @@ WRONG_DECODERS = [
     (OneAttention, "decoder.layout", r"self_attn and cross_attn .* same module"),
     (WeightsAsTuple, "decoder.masks", r"weights as a tuple"),
     (NoNorm3, "decoder.layout", r"no `norm3.weight`"),
+    (IgnoresDff, "decoder.post_norm",
+     r"`ff.linear1.weight` of your DecoderLayer has shape \(32, 8\).*should have shape "
+     r"\(16, 8\)\. Did you pass d_ff = 16 on to FeedForward\?"),
     (WrapsTorchDecoder, "decoder.post_norm", r"calls PyTorch's nn.TransformerDecoderLayer"),
     (CallsCourseDecoder, "decoder.pre_norm", r"calls the course's own DecoderLayer"),
     (not_written, "decoder.layout", r"not written yet"),

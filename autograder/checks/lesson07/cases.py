@@ -32,10 +32,10 @@ from autograder.reference import GPTBlock, causal_mask
 
 from .._core import Guard, Outcome, call
 from .._modules import (
-    ATTN_NAMES,
     LayerArgs,
     ModuleCase,
     course_kernels,
+    layer_params,
     record_cases,
     record_modules,
     record_parts,
@@ -80,21 +80,8 @@ DEC_PARTS = ("self_attn", "cross_attn", "ff", "norm1", "norm2", "norm3")
 
 
 def dec_params(case: DecCase) -> dict[str, Tensor]:
-    g = torch.Generator().manual_seed(case.seed)
-    d, h = case.d_model, case.d_ff
-    p: dict[str, Tensor] = {}
-    for attn in ("self_attn", "cross_attn"):
-        for name in ATTN_NAMES:
-            p[f"{attn}.{name}.weight"] = 1.2 * torch.randn(d, d, generator=g) / math.sqrt(d)
-            p[f"{attn}.{name}.bias"] = 0.2 * torch.randn(d, generator=g)
-    p["ff.linear1.weight"] = torch.randn(h, d, generator=g) / math.sqrt(d)
-    p["ff.linear1.bias"] = 0.3 * torch.randn(h, generator=g)
-    p["ff.linear2.weight"] = torch.randn(d, h, generator=g) / math.sqrt(h)
-    p["ff.linear2.bias"] = 0.3 * torch.randn(d, generator=g)
-    for norm in ("norm1", "norm2", "norm3"):
-        p[f"{norm}.weight"] = 1.0 + 0.4 * torch.randn(d, generator=g)
-        p[f"{norm}.bias"] = 0.3 * torch.randn(d, generator=g)
-    return p
+    return layer_params(case.seed, case.d_model, case.d_ff, ("self_attn", "cross_attn"),
+                        ("norm1", "norm2", "norm3"))
 
 
 def dec_inputs(case: DecCase) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:

@@ -24,8 +24,8 @@ from .._module_verdicts import (
     blocked_weight,
     check_built,
     compare_cases,
-    d_ff_hint,
     expect_layer,
+    explain_layer_load,
     reference_module,
     reference_output,
     renamed_state,
@@ -256,7 +256,6 @@ def _dec_error(out: Outcome, what: str, case: DecCase) -> None:
 
 
 def _dec_load_problem(seen: dict[str, str], case: DecCase, built: str) -> None:
-    d, h = case.d_model, case.d_ff
     fixes = {
         "self_attn": "self.self_attn = MultiHeadAttention(d_model, n_heads)",
         "cross_attn": "self.cross_attn = MultiHeadAttention(d_model, n_heads)",
@@ -265,21 +264,11 @@ def _dec_load_problem(seen: dict[str, str], case: DecCase, built: str) -> None:
         "norm2": "self.norm2 = LayerNorm(d_model, eps)",
         "norm3": "self.norm3 = LayerNorm(d_model, eps)",
     }
-    for path, status in seen.items():
-        if status == "ok":
-            continue
-        top = path.split(".")[0]
-        if status == "missing":
-            fail(f"{DEC} has no `{path}` ({built}). The exercise names its parts self_attn, "
-                 "cross_attn, ff, norm1, norm2 and norm3 (from_torch and the checks load "
-                 f"weights through these names): {fixes[top]}.")
-        if status.startswith("shape"):
-            got = status[len("shape "):]
-            hint = d_ff_hint(path, got, d, h)
-            fail(f"`{path}` of your DecoderLayer has shape {got} in {built}, but should have "
-                 f"shape {tuple(dec_params(case)[path].shape)}.{hint}")
-        fail(f"Could not load test values into `{path}` of your DecoderLayer: it is {status}. "
-             f"{fixes[top]}.")
+    shapes = {path: tuple(value.shape) for path, value in dec_params(case).items()}
+    explain_layer_load(seen, DEC, built, fixes, shapes, case.d_model, case.d_ff,
+                       lambda path, top: f"{DEC} has no `{path}` ({built}). The exercise names "
+                       "its parts self_attn, cross_attn, ff, norm1, norm2 and norm3 (from_torch "
+                       f"and the checks load weights through these names): {fixes[top]}.")
 
 
 def _expect_separate(shared: list) -> None:
