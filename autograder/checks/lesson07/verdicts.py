@@ -515,11 +515,8 @@ GPT_PARAM_FIX = {
 
 def _check_gpt_built(info: dict, case: GptCase) -> None:
     built = case.built
-    check_outcome(info["construct"], built)
-    fwd = info["forward"]
-    if fwd is not None and fwd.forbidden:
-        fail(f"{GPT} calls {fwd.forbidden[0]}. This exercise asks you to assemble the model "
-             "yourself from embeddings, GPTBlocks, a LayerNorm and a linear head.")
+    check_built(info, built, GPT, forbidden="This exercise asks you to assemble the model "
+                "yourself from embeddings, GPTBlocks, a LayerNorm and a linear head.")
     if info.get("shared"):
         fail(f"The blocks of your TinyGPT are all the same module ({built}). {M_SHARED_BLOCK}")
     n = info.get("n_blocks")
