@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder.checks import REGISTRY, CheckFailed, check
+from autograder.checks._core import Guard
 from autograder.checks.lesson02 import cases
 from autograder.reference import SelfAttention as RefSelfAttention
 from autograder.reference import scaled_dot_product_attention as ref_sdpa
@@ -352,3 +353,11 @@ def test_isolation_rows_can_fail(check_id, monkeypatch):
         check(check_id, NOTEBOOK["SelfAttention"])
     if check_id in ("selfattn.values", "selfattn.hidden"):
         assert "calls your scaled_dot_product_attention: fix it there" in str(failed.value)
+
+
+def test_stand_in_rows_can_fail(monkeypatch):
+    """With the stand-in left out of sdpa's Guard, would an sdpa that only calls it pass (so the
+    rows that fail it test that Guard entry)?"""
+    monkeypatch.setattr(cases, "sdpa_guard", lambda: Guard(["attention"]))
+    for check_id in SDPA_IDS:
+        check(check_id, NOTEBOOK["sdpa_stealing"])
