@@ -315,6 +315,8 @@ WRONG_MHA = [
     (NoOutProj, "mha.self_attention", r"before\* out_proj"),
     (AveragedWeights, "mha.shapes", r"averaged over the heads"),
     (ScaledByDModel, "mha.self_attention", r"sqrt\(d_model\) instead of sqrt\(d_head\)"),
+    (ScaledByDModel, "mha.hidden", r"sqrt\(d_model\) instead of sqrt\(d_head\)"),
+    (NoOutProj, "mha.hidden", r"before\* out_proj"),
     (ValuesFromKeyProj, "mha.self_attention", r"values were made with k_proj"),
     (ValuesFromKeyInput, "mha.cross_attention", r"computed from the `key` argument"),
     (OneBigHead, "mha.shapes", r"one big head"),
