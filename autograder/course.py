@@ -135,7 +135,7 @@ def run_nbgrader(app_name: str, config: Config, **kwargs) -> dict:
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
-    _environment_on_path()
+    environment_on_path()
     coursedir = CourseDirectory(config=config)
     api = NbGraderAPI(coursedir=coursedir, config=config)
     result = getattr(api, app_name)(**kwargs)
@@ -149,8 +149,9 @@ def run_nbgrader(app_name: str, config: Config, **kwargs) -> dict:
     return result
 
 
-def _environment_on_path() -> None:
-    """nbgrader runs ``alembic`` from PATH: make it this environment's."""
+def environment_on_path() -> None:
+    """This environment's ``bin`` on PATH, unless it is there: nbgrader runs ``alembic`` from
+    PATH (``run_nbgrader``, ``grade`` and its workers all call this one helper)."""
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")

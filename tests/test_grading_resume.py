@@ -99,6 +99,17 @@ def test_killed_runs_resume_without_double_grading(tmp_path):
         assert stages.count("executed") <= 1, (student, stages)
         assert stages.count("feedback") == 1, (student, stages)
         assert (course / "graded" / "feedback" / student / LESSON / f"{LESSON}.html").exists()
+    # each finished step says where its time went (benchmarks/grading.py's breakdown)
+    for entry in entries:
+        want = {"executed": {"sanitise", "fork", "execute", "teardown", "verdicts", "write"},
+                "graded": {"autograde"}, "feedback": {"feedback"}}.get(entry["stage"])
+        if want:
+            assert set(entry["timings"]) == want, entry
+            assert all(v >= 0 for v in entry["timings"].values()), entry
+    timings = json.loads((course / ".grading" / LESSON / "timings.json").read_text())
+    assert timings["learners"] == len(expected) and timings["workers"] == 2
+    assert {"register", "workers_start", "grading", "export", "insight"} <= \
+        set(timings["phases"])
     with sqlite3.connect(course / "gradebook.db") as con:
         rows = con.execute("SELECT student_id, count(*) FROM submitted_assignment "
                            "GROUP BY student_id").fetchall()
@@ -129,3 +140,72 @@ def test_killed_runs_resume_without_double_grading(tmp_path):
     for student in expected:  # everyone regraded once since the --regrade began
         assert [e["stage"] for e in after if e["student"] == student].count("graded") == 1
     assert after[-1]["stage"] == "regrade_done"
+
+
+SETUP_ONCE = r"""
+import json, os, sys
+from pathlib import Path
+import jsonschema
+from sqlalchemy import event
+from autograder.grading import db
+import nbgrader.api as api
+from nbgrader.nbgraderformat.v3 import MetadataValidatorV3
+
+folder = Path(sys.argv[1])
+bad = {"grade": True, "solution": False, "locked": True, "points": "two",
+       "grade_id": "x", "schema_version": 3}
+validator = MetadataValidatorV3()
+try:
+    jsonschema.validate(bad, validator.schema)  # nbgrader's way, before share_engines
+except jsonschema.ValidationError as exc:
+    plain = exc.message
+command = db._alembic_command()  # nbgrader's way: the `alembic` command
+db.share_engines()
+out = {"head": db.alembic_head(), "command": command, "plain": plain}
+import nbformat
+cell = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": bad})
+try:
+    validator.validate_cell(cell)
+except jsonschema.ValidationError as exc:
+    out["cached"] = exc.message
+cell.metadata["nbgrader"] = nbformat.from_dict(dict(bad, points=2))
+validator.validate_cell(cell)  # valid metadata still passes
+
+url = f"sqlite:///{folder / 'gradebook.db'}"
+statements = []
+def opened(tag):
+    with api.Gradebook(url, "attention-lab") as gb:
+        engine = gb.engine
+        statements.clear()
+    return engine
+first = opened(1)
+event.listen(first, "before_cursor_execute",
+             lambda c, cur, stmt, *a: statements.append(stmt))
+opened(2)
+out["second_open_statements"] = len(statements)
+with api.Gradebook(url, "attention-lab") as gb:
+    gb.add_student("ada")
+    out["version"] = gb.db.execute(api.text("SELECT version_num FROM alembic_version")).scalar()
+db.forget_engines()  # a run ends; the gradebook is replaced before the next one
+os.remove(folder / "gradebook.db")
+with api.Gradebook(url, "attention-lab") as gb:
+    out["students_after_replace"] = [s.id for s in gb.students]
+    gb.add_student("grace")
+print(json.dumps(out))
+"""
+
+
+def test_gradebook_set_up_once_per_engine(tmp_path):
+    """share_engines(): nbgrader's per-open schema set-up done once per engine, the same
+    alembic head as the `alembic` command, the same schema errors as jsonschema.validate,
+    and a gradebook replaced between runs set up again."""
+    done = subprocess.run([sys.executable, "-c", SETUP_ONCE, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}"
+                                                     f"{os.pathsep}{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["head"] == out["command"] == out["version"]
+    assert out["cached"] == out["plain"] and "two" in out["plain"]
+    assert out["second_open_statements"] == 0  # no table listing, no create_all
+    assert out["students_after_replace"] == []

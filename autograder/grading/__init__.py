@@ -20,9 +20,13 @@ Design in one page (details in each module):
   checks change nothing; tampering with the recorder is detected; forbidden built-ins are
   caught in Python, torch-function and aten-operator dispatch.
 * **Fast**: the fork server makes each kernel without importing numpy, torch,
-  matplotlib and ipykernel again (BENCHMARKS.md has the class-scale timing); N workers run
-  kernels in parallel while this process, the only gradebook writer, runs nbgrader's
-  autograde (sharing one SQLAlchemy engine per database instead of one per query batch).
+  matplotlib, ipykernel and its debugger again (BENCHMARKS.md has the class-scale timing);
+  N workers run kernels in parallel while this process, the only gradebook writer, runs
+  nbgrader's autograde (db.share_engines: one SQLAlchemy engine per database, nbgrader's
+  schema set-up, alembic stamp and metadata-schema check done once, not at every
+  ``Gradebook()``); each worker builds nbgrader's feedback exporter once. Every stage of
+  every learner is timed into the journal, the run's phases into ``timings.json``
+  (``benchmarks/grading.py`` prints the breakdown).
 * **Always a grade, nothing lost** (collect.py, journal.py): broken submissions are
   repaired or graded blank with a reason; every finished step is journalled so a killed
   run resumes without grading anyone twice.

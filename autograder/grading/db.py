@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 
 _TUNED = False
@@ -38,9 +39,7 @@ def tune_sqlite(wal: bool = False) -> None:
 
 def restore_sqlite(url: str) -> None:
     """Checkpoint the write-ahead log and return to the rollback journal nbgrader uses."""
-    for engine in _ENGINES.values():
-        engine.dispose()
-    _ENGINES.clear()
+    forget_engines()
     if not url.startswith("sqlite:///"):
         return
     import sqlite3
@@ -55,12 +54,33 @@ def restore_sqlite(url: str) -> None:
         pass  # another program has it open: it stays in WAL mode, which nbgrader reads fine
 
 
+def forget_engines() -> None:
+    """Close the shared engines and forget what they knew (a run's start and end: a
+    gradebook deleted or replaced between two runs in one process is set up again)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+    _READY.clear()
+
+
 def share_engines() -> None:
-    """One SQLAlchemy engine per database URL in this process.
+    """One SQLAlchemy engine per database URL in this process, and no repeated set-up.
 
     nbgrader opens a new ``Gradebook`` (and so a new engine) in nearly every preprocessor,
     so every query is compiled afresh; an engine per URL keeps SQLAlchemy's compiled-query
-    cache and connection pool across them. Same queries, same transactions.
+    cache and connection pool across them. Same queries, same transactions. Three checks
+    nbgrader repeats at each of these openings are done once per engine instead:
+
+    * the schema: ``Gradebook()`` lists the tables and runs ``create_all`` (a query per
+      table) every time; once it has succeeded on an engine the tables exist, and it is
+      skipped for the next ``Gradebook()`` on that engine (the course row too, which the
+      first one made sure of);
+    * the alembic version a new gradebook is stamped with: nbgrader runs the ``alembic``
+      command for it (a subprocess importing alembic: 1-8 s on a loaded machine); it is
+      read from nbgrader's migration scripts in this process, the same head revision;
+    * nbgrader's cell-metadata check validates each cell against its JSON schema with
+      ``jsonschema.validate``, which first checks the schema itself (a fixed file); the
+      validator is made once per schema, the cells are validated as before.
     """
     import nbgrader.api as api
     from sqlalchemy import create_engine
@@ -76,9 +96,86 @@ def share_engines() -> None:
 
     shared_engine._attnlab_shared = True
     api.create_engine = shared_engine
-    # nbgrader asks the `alembic` command for its schema version each time it creates a
-    # gradebook (a subprocess, ~1 s); the answer cannot change within a run
-    api.get_alembic_version = functools.lru_cache(maxsize=1)(api.get_alembic_version)
+    # the answer cannot change within a run
+    api.get_alembic_version = functools.lru_cache(maxsize=1)(alembic_head)
+    _schema_once(api)
+    _validate_once()
+
+
+_READY: set = set()  # (engine id, course id): schema and course row known to be there
+
+
+def _schema_once(api) -> None:
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    original = api.Gradebook.__init__
+
+    def init(self, db_url, course_id="default_course", authenticator=None):
+        engine = api.create_engine(db_url, echo=False, future=True)
+        key = (id(engine), course_id)
+        if key not in _READY:
+            original(self, db_url, course_id, authenticator)
+            _READY.add(key)
+            return
+        self.engine = engine
+        self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
+        self.course_id = course_id
+        self.authenticator = authenticator
+
+    api.Gradebook.__init__ = init
+
+
+def alembic_head() -> str:
+    """The revision ``alembic heads`` prints first for nbgrader's migration scripts (what
+    nbgrader stamps a new gradebook with), read in this process; the command if that fails."""
+    try:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+        from nbgrader.dbutil import ALEMBIC_DIR
+
+        config = Config()
+        config.set_main_option("script_location", ALEMBIC_DIR)
+        heads = ScriptDirectory.from_config(config).get_heads()
+        if len(heads) == 1:
+            return heads[0]
+    except Exception:  # noqa: BLE001  (nbgrader's own way below)
+        pass
+    return _alembic_command()
+
+
+def _alembic_command() -> str:
+    """nbgrader's own way (api.get_alembic_version): ask the ``alembic`` command."""
+    import subprocess
+
+    from nbgrader.dbutil import _temp_alembic_ini
+
+    with _temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:
+        output = subprocess.check_output(["alembic", "-c", ini, "heads"])
+    return output.decode().split("\n")[0].split(" ")[0]
+
+
+def _validate_once() -> None:
+    import types
+
+    import jsonschema
+    from jsonschema import exceptions, validators
+    from nbgrader.nbgraderformat import common
+
+    made: dict[str, object] = {}  # the schema's text -> its checked validator
+
+    def validate(instance, schema, cls=None, *args, **kwargs):
+        if cls is not None or args or kwargs:
+            return jsonschema.validate(instance, schema, cls, *args, **kwargs)
+        key = json.dumps(schema, sort_keys=True)
+        if key not in made:
+            kind = validators.validator_for(schema)
+            kind.check_schema(schema)
+            made[key] = kind(schema)
+        error = exceptions.best_match(made[key].iter_errors(instance))
+        if error is not None:
+            raise error
+
+    common.jsonschema = types.SimpleNamespace(validate=validate)
 
 
 def normalize_url(url: str) -> str:

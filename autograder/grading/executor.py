@@ -322,6 +322,8 @@ class SandboxedKernel:
             return 0
         try:
             target = os.readlink(f"/proc/{self.pid}/ns/pid")
+            if target == os.readlink("/proc/self/ns/pid"):
+                return 0  # not a namespace of its own: "everything in it" would be everyone
         except OSError:
             return 0
         killed = 0

@@ -86,6 +86,39 @@ class SandboxedExecute(Execute):
         return nb, resources
 
 
+def reuse_exporter(converter):
+    """Make ``converter.start()`` build its exporter (and writer, and preprocessors) once.
+
+    nbgrader's ``BaseConverter.start`` makes a new exporter each call; one ``nbgrader
+    autograde`` or ``generate_feedback`` run over a class calls it once and the exporter
+    serves every learner. ``grade`` calls ``start`` once per learner (as each run is ready),
+    so without this the HTML template would be compiled and every preprocessor configured
+    again for each learner. The exporter, preprocessors and template are exactly those
+    ``start`` makes."""
+    import os
+    import types
+
+    from nbconvert.writers import FilesWriter
+
+    def start(self) -> None:
+        self.init_notebooks()
+        if getattr(self, "_attnlab_exporter", None) is None:
+            self.writer = FilesWriter(parent=self, config=self.config)
+            self.exporter = self.exporter_class(parent=self, config=self.config)
+            for pp in self.preprocessors:
+                self.exporter.register_preprocessor(pp)
+            self._attnlab_exporter = self.exporter
+        currdir = os.getcwd()
+        os.chdir(self.coursedir.root)
+        try:
+            self.convert_notebooks()
+        finally:
+            os.chdir(currdir)
+
+    converter.start = types.MethodType(start, converter)
+    return converter
+
+
 def register_lesson(assignment: str, student: str, notebooks) -> None:
     """Plain ``nbgrader autograde``'s pre-convert hook (nbgrader_config.py): a gradebook that
     does not know the lesson yet (a fresh clone) gets it from ``solutions/``, as ``grade``

@@ -19,6 +19,7 @@ Every finished step is in a journal (journal.py), so a killed run resumes where 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from ..course import (
     ROOT,
     CourseError,
     Lesson,
+    environment_on_path,
     find_lesson,
     lesson_of_notebook,
     nbgrader_config,
@@ -44,7 +46,14 @@ from ..course import (
 )
 from .channel import Channel
 from .collect import Learner, collect_folder, collect_zip, repair
-from .db import check_connection, normalize_url, restore_sqlite, share_engines, tune_sqlite
+from .db import (
+    check_connection,
+    forget_engines,
+    normalize_url,
+    restore_sqlite,
+    share_engines,
+    tune_sqlite,
+)
 from .image import build_image
 from .journal import Journal, RunLock
 from .settings import Grading
@@ -237,6 +246,7 @@ class WorkerProc:
         self.channel.send(cfg)
         self.tasks: list[dict] = []
         self.info: dict = {}
+        self._stopped = False
 
     def fileno(self) -> int:
         return self.channel.fileno()
@@ -245,11 +255,17 @@ class WorkerProc:
         self.tasks.append(task)
         self.channel.send(task)
 
+    def stop(self) -> None:
+        """Ask the worker to finish (close() waits for it; stop all, then close all)."""
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self.channel.send({"type": "stop"})
+            except OSError:
+                pass
+
     def close(self) -> None:
-        try:
-            self.channel.send({"type": "stop"})
-        except OSError:
-            pass
+        self.stop()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -309,6 +325,8 @@ class Run:
         self.mode = "?"
         self.mode_why = ""
         self.started = time.monotonic()
+        self._t0 = time.perf_counter()
+        self.phases: dict[str, float] = {}
         self._task_id = 0
 
     # -- entry point
@@ -316,40 +334,76 @@ class Run:
         tune_sqlite(wal=True)
         os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
         share_engines()
-        bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
-        if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        forget_engines()
+        environment_on_path()
         for path in (self.state, self.results, self.out):
             path.mkdir(parents=True, exist_ok=True)
-        check_connection(self.db_url)
+        timed = self._timed
+        with timed("setup"):
+            check_connection(self.db_url)
         with RunLock(self.state / "lock"):
-            _ensure_source(self.course, self.lesson)
-            image, image_warnings = build_image(self.lesson, self.course / ".grading" /
-                                                "images")
-            self._start_workers(image)  # they warm up while we prepare the gradebook
+            with timed("setup"):
+                _ensure_source(self.course, self.lesson)
+            with timed("image"):
+                image, image_warnings = build_image(self.lesson, self.course / ".grading" /
+                                                    "images")
+            with timed("workers_start"):
+                self._start_workers(image)  # they warm up while we prepare the gradebook
             try:
-                self.release = _ensure_assignment(self.course, self.lesson, self.config,
-                                                  self.state)
-                self._set_due()
-                learners = self._collect()
-                self._await_workers()
+                with timed("register"):
+                    self.release = _ensure_assignment(self.course, self.lesson, self.config,
+                                                      self.state)
+                    self._set_due()
+                with timed("collect"):
+                    learners = self._collect()
+                with timed("workers_start"):
+                    self._await_workers()
                 self.journal = Journal(self.state / "journal.jsonl")
                 try:
-                    self._grade_all(learners)
+                    with timed("grading"):
+                        self._grade_all(learners)
                 finally:
                     self.journal.close()
             finally:
-                for worker in self.workers:
-                    worker.close()
-                shutil.rmtree(getattr(self, "scratch", "/nonexistent"), ignore_errors=True)
-                restore_sqlite(self.db_url)
+                with timed("workers_stop"):
+                    for worker in self.workers:
+                        worker.stop()
+                    for worker in self.workers:
+                        worker.close()
+                    shutil.rmtree(getattr(self, "scratch", "/nonexistent"), ignore_errors=True)
+                    restore_sqlite(self.db_url)
             for warning in image_warnings:
                 self.echo(f"note: {warning}")
-            self._export()
-            summary = self._summary()
-            self._insight()
+            with timed("export"):
+                self._export()
+            with timed("report"):
+                summary = self._summary()
+            with timed("insight"):
+                self._insight()
+            forget_engines()
+            self._write_timings(len(learners))
         self._hand_back()
         return summary
+
+    @contextlib.contextmanager
+    def _timed(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - start
+
+    def _write_timings(self, learners: int) -> None:
+        """.grading/NN_x/timings.json: this run's phases in seconds (set-up, image,
+        workers_start: fork servers ready, register: the lesson in the gradebook, collect,
+        grading: every learner, workers_stop, export, report, insight); per learner the
+        journal has the rest (benchmarks/grading.py reads both)."""
+        data = {"learners": learners, "workers": len(self.workers),
+                "seconds": round(time.perf_counter() - self._t0, 3),
+                "phases": {k: round(v, 3) for k, v in self.phases.items()}}
+        tmp = self.state / ".timings.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.state / "timings.json")
 
     def _insight(self) -> None:
         """What the class got wrong: graded/NN_x/insight.html and .json (autograder.insight)."""
@@ -588,13 +642,15 @@ class Run:
         if reply["type"] == "execute":
             if reply.get("ok"):
                 self.journal.record(student, self.shas[student], "executed",
-                                    seconds=round(reply.get("seconds", 0), 3))
+                                    seconds=round(reply.get("seconds", 0), 3),
+                                    timings=reply.get("timings", {}))
                 autograde.append(student)
             else:
                 self._fail(student, reply.get("error", "could not run the notebook"))
         elif reply["type"] == "feedback":
             if reply.get("ok"):
-                self.journal.record(student, self.shas[student], "feedback")
+                self.journal.record(student, self.shas[student], "feedback",
+                                    timings=reply.get("timings", {}))
             else:
                 self.outcomes[student].events.append(
                     f"feedback could not be rendered: {reply.get('error', '?')}")
@@ -681,13 +737,15 @@ class Run:
         if not reply.get("ok"):
             raise RuntimeError(reply.get("error", "could not run the notebook"))
         self.journal.record(student, self.shas[student], "executed",
-                            seconds=round(reply.get("seconds", 0), 3))
+                            seconds=round(reply.get("seconds", 0), 3),
+                            timings=reply.get("timings", {}))
         return reply["notebook"]
 
     def _autograde(self, student: str) -> None:
         from nbgrader.api import Gradebook
         from nbgrader.converters.base import NbGraderException
 
+        started = time.perf_counter()
         outcome = self.outcomes[student]
         learner = outcome.learner
         with Gradebook(self.db_url, self.config.CourseDirectory.course_id) as gb:
@@ -711,7 +769,8 @@ class Run:
                          else "nbgrader autograde did not finish")
             self._fail(student, f"nbgrader autograde failed: {cause}")
             return
-        self.journal.record(student, self.shas[student], "graded")
+        self.journal.record(student, self.shas[student], "graded", timings={
+            "autograde": round(time.perf_counter() - started, 4)})
         self.queues[2].append(student)
 
     # -- results
