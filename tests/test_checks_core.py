@@ -27,11 +27,13 @@ from autograder.checks._core import (
     Outcome,
     TensorRecord,
     call,
+    to_plain,
+)
+from autograder.checks._verdict import (
     check_outcome,
     expect_close,
     expect_finite,
     expect_shape,
-    to_plain,
     unpack_pair,
 )
 
@@ -452,12 +454,12 @@ def test_expect_finite_says_nan_or_inf():
 
 
 WANT = np.array([0.1, 0.2, 0.7])
-MISTAKES = {
-    "First mistake.": np.array([0.2, 0.2, 0.6]),
-    "Skipped mistake.": None,
-    "Second mistake.": np.array([1.0, 2.0, 7.0]),
-    "Wrong-shaped mistake.": np.ones(4),
-}
+MISTAKES = [
+    ("First mistake.", np.array([0.2, 0.2, 0.6])),
+    ("Skipped mistake.", None),
+    ("Second mistake.", np.array([1.0, 2.0, 7.0])),
+    ("Wrong-shaped mistake.", np.ones(4)),
+]
 
 
 def test_expect_close_accepts_values_within_tolerance():

@@ -41,6 +41,10 @@ def test_image_holds_no_compare_no_reference_no_solutions(images):
     checks = (folder / "cases.py").read_text()
     assert checks == (CHECKS / "lesson01" / "cases.py").read_text()  # copied, not sliced
     assert not (path / "autograder" / "checks" / "lesson01" / "verdicts.py").exists()
+    in_image = {p.relative_to(path / "autograder" / "checks").as_posix()
+                for p in (path / "autograder" / "checks").rglob("*.py")}
+    assert not [name for name in in_image if "verdict" in name], in_image  # trusted side
+    assert {"_core.py", "_modules.py", "lesson10/cases.py"} <= in_image
     assert not list(path.rglob("*.ipynb")) and not (path / "solutions").exists()
     # the fill-in-the-blanks answers stay in the grader (the record half only names them)
     from autograder.checks.lesson01 import cases, verdicts

@@ -22,15 +22,12 @@ from ._core import REGISTRY, CheckFailed, register_lesson, run
 BROKEN: dict[str, str] = {}  # lesson package -> why it could not be imported
 
 for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("lesson"):
+    if not (_module.ispkg and _module.name.startswith("lesson")):
         continue
     try:
-        if _module.ispkg:
-            _cases = importlib.import_module(f"{__name__}.{_module.name}.cases")
-            _verdicts = importlib.import_module(f"{__name__}.{_module.name}.verdicts")
-            register_lesson(_module.name, _cases.RECORDS, _verdicts.VERDICTS)
-        else:  # TRANSITION: a lesson not yet split into cases/verdicts registers itself
-            importlib.import_module(f"{__name__}.{_module.name}")
+        _cases = importlib.import_module(f"{__name__}.{_module.name}.cases")
+        _verdicts = importlib.import_module(f"{__name__}.{_module.name}.verdicts")
+        register_lesson(_module.name, _cases.RECORDS, _verdicts.VERDICTS)
     except Exception as exc:  # keep the other lessons gradable
         BROKEN[_module.name] = f"{type(exc).__name__}: {exc}"
 

@@ -131,9 +131,10 @@ def expect_close(got: np.ndarray, want: np.ndarray, what: str, case: str = "",
          f"{(' ' + hint) if hint else ''}")
 
 
-def _pairs(mistakes: Any) -> Iterable[Mistake]:
-    # TRANSITION: lessons not yet on the Mistake list still pass {message: output}
-    return mistakes.items() if isinstance(mistakes, dict) else (mistakes or ())
+def _pairs(mistakes: Iterable[Mistake]) -> Iterable[Mistake]:
+    if isinstance(mistakes, dict):
+        raise TypeError("mistakes are a list of (message, output) pairs, not a dict")
+    return mistakes or ()
 
 
 def fmt(x: float) -> str:

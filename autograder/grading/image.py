@@ -4,12 +4,13 @@ For lesson N the image holds
 
 * ``attnlab`` (unchanged: the lesson-side package), re-exporting
 * ``autograder/reference`` *sliced*: the building blocks of lessons before N stay, every
-  kernel of lesson N and later is replaced by a stub that raises ``ReferenceWithheld``
-  (so "import the reference" and "read the reference" find nothing to copy);
-* ``autograder/checks`` *sliced to its record half*: ``_core`` (the recorder), and each
-  ``lessonNN`` module with only what the ``record`` functions given to ``register`` need.
-  Every ``compare`` function, the mistake catalogues and anything only they use become
-  stubs; they run in the trusted grader only. A generated ``checks/__init__`` defines
+  kernel of lesson N and later (as each module's ``TAUGHT_IN`` / ``PROVIDED_IN`` declare)
+  is replaced by a stub that raises ``ReferenceWithheld`` (so "import the reference" and
+  "read the reference" find nothing to copy);
+* ``autograder/checks``, the kernel half only, *copied* file by file: the kernel toolkits
+  (``checks/_*.py`` whose name does not say "verdict") and each lesson's ``__init__.py``
+  and ``cases.py``. No ``verdicts.py``, no trusted toolkit: they run in the grader only.
+  A generated ``checks/__init__`` registers the record halves and defines
   ``check(id, obj)`` as "record, then emit the record as a display_data output";
 * the fork server (``_attnlab_zygote.py``) and its confinement code.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from ..course import ROOT, Lesson
 
-IMAGE_FORMAT = "7"
+IMAGE_FORMAT = "8"
 HERE = Path(__file__).resolve().parent
 
 WITHHELD_HELPER = '''
@@ -58,12 +59,9 @@ from ._core import REGISTRY, CheckFailed, register_lesson
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name.startswith("lesson"):
-        try:
-            if _module.ispkg:  # cases.py only: the verdicts are not in this image
-                _cases = importlib.import_module(f"{__name__}.{_module.name}.cases")
-                register_lesson(_module.name, _cases.RECORDS, None)
-            else:
-                importlib.import_module(f"{__name__}.{_module.name}")
+        try:  # cases.py only: the verdicts are not in this image
+            _cases = importlib.import_module(f"{__name__}.{_module.name}.cases")
+            register_lesson(_module.name, _cases.RECORDS, None)
         except Exception:  # another lesson's checks must never break this one
             pass
 
@@ -189,142 +187,6 @@ def _closure(statements: list[ast.stmt], roots: set[str]) -> set[str]:
     return needed
 
 
-def _is_register(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and (
-        (isinstance(node.func, ast.Name) and node.func.id == "register")
-        or (isinstance(node.func, ast.Attribute) and node.func.attr == "register"))
-
-
-def _sibling(stmt: ast.stmt) -> str | None:
-    """``from .lesson02 import x`` (or the absolute form): the sibling checks module."""
-    if not isinstance(stmt, ast.ImportFrom) or not stmt.module:
-        return None
-    module = stmt.module
-    if stmt.level == 1 and module.startswith("lesson"):
-        return module
-    if stmt.level == 0 and module.startswith("autograder.checks.lesson"):
-        return module.rsplit(".", 1)[1]
-    return None
-
-
-def _record_half(tree: ast.Module, extra: set[str]) -> tuple[set[str], set[str]]:
-    """(top-level names the record half needs, names its kept statements use)."""
-    defs_and_imports = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
-                        ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom)
-    roots = set(extra)
-    for stmt in tree.body:
-        if not isinstance(stmt, defs_and_imports):
-            roots |= _names(stmt)  # register(...) calls, loops that register, if-blocks...
-    needed = _closure(tree.body, roots)
-    used: set[str] = set(roots)
-    for stmt in tree.body:
-        if any(n in needed for n in _defined(stmt)):
-            used |= _names(stmt)
-    return needed, used
-
-
-def slice_checks_modules(sources: dict[str, str]) -> dict[str, str]:
-    """The record half of every ``lessonNN`` checks module.
-
-    A module keeps what the ``record`` functions it registers need; a name another lesson's
-    record half imports from it is needed too (to a fixed point); imports of names only a
-    compare half used are dropped, so no compare code travels in through them either.
-    """
-    trees: dict[str, ast.Module] = {}
-    for name, source in sources.items():
-        tree = ast.parse(source)
-        for node in ast.walk(tree):
-            if _is_register(node):
-                if len(node.args) >= 4:
-                    node.args[3] = ast.Constant(None)
-                node.keywords = [ast.keyword(arg=k.arg, value=ast.Constant(None))
-                                 if k.arg == "compare" else k for k in node.keywords]
-        trees[name] = tree
-    extra: dict[str, set[str]] = {name: set() for name in trees}
-    changed = True
-    while changed:
-        changed = False
-        for name, tree in trees.items():
-            _, used = _record_half(tree, extra[name])
-            for stmt in tree.body:
-                sibling = _sibling(stmt)
-                if sibling not in trees:
-                    continue
-                for alias in stmt.names:
-                    local = alias.asname or alias.name
-                    wanted = alias.name == "*" or local in used
-                    if wanted and alias.name not in extra[sibling]:
-                        extra[sibling].add(alias.name)
-                        changed = True
-    out: dict[str, str] = {}
-    for name, tree in trees.items():
-        needed, used = _record_half(tree, extra[name])
-        body: list[ast.stmt] = []
-        for stmt in tree.body:
-            names = _defined(stmt)
-            sibling = _sibling(stmt)
-            if sibling in trees:
-                stmt.names = [a for a in stmt.names if a.name == "*" or
-                              (a.asname or a.name) in used]
-                if stmt.names:
-                    body.append(stmt)
-            elif not names or any(n in needed for n in names):
-                body.append(stmt)
-            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                body.append(_stub(stmt, "RuntimeError('the compare half of the checks runs "
-                                        "in the grader, not in this kernel')"))
-            # unneeded assignments (mistake catalogues, messages) are dropped
-        tree.body = body
-        out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
-    return out
-
-
-def _calls_outside_guard(tree: ast.Module, names: set[str]) -> set[str]:
-    """Which of ``names`` the module uses other than as a ``Guard(...)`` kernel (where only
-    the code object's identity matters, so the stub will do)."""
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                node.func.id == "Guard":
-            return
-        if isinstance(node, ast.Name) and node.id in names:
-            found.add(node.id)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    for stmt in tree.body:
-        if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            visit(stmt)
-    return found
-
-
-def reference_used_by_records(sliced: dict[str, str], reference_init: str) -> \
-        dict[str, dict[str, list[str]]]:
-    """{reference module: {kernel: [checks modules whose record half calls it]}}."""
-    where: dict[str, str] = {}
-    for stmt in ast.parse(reference_init).body:
-        if isinstance(stmt, ast.ImportFrom) and stmt.level == 1 and stmt.module:
-            for alias in stmt.names:
-                where[alias.name] = stmt.module
-    used: dict[str, dict[str, list[str]]] = {}
-    for checks_module, text in sliced.items():
-        tree = ast.parse(text)
-        local: dict[str, tuple[str, str]] = {}
-        for stmt in tree.body:
-            if isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module and \
-                    stmt.module.startswith("autograder.reference"):
-                for alias in stmt.names:
-                    stem = stmt.module.rsplit(".", 1)[1] if stmt.module.count(".") > 1 \
-                        else where.get(alias.name)
-                    if stem:
-                        local[alias.asname or alias.name] = (stem, alias.name)
-        for name in _calls_outside_guard(tree, set(local)):
-            stem, kernel = local[name]
-            used.setdefault(stem, {}).setdefault(kernel, []).append(checks_module)
-    return used
-
-
 class ContractError(ValueError):
     """A reference module does not say which lesson each of its kernels belongs to."""
 
@@ -357,10 +219,9 @@ def contract(tree: ast.Module, module: str) -> dict[str, int]:
     return visible
 
 
-def slice_reference(source: str, module: str, lesson: int,
-                    keep: set[str] = frozenset()) -> tuple[str, list[str]]:
-    """A reference module with the kernels of ``lesson`` and later ones withheld (except
-    ``keep``: those the checks' record half itself calls to build its inputs)."""
+def slice_reference(source: str, module: str, lesson: int) -> tuple[str, list[str]]:
+    """A reference module with the kernels of ``lesson`` and later ones withheld; also the
+    withheld kernels a visible one needs (so they stay visible: a warning)."""
     tree = ast.parse(source)
     body = tree.body
     visible_from = contract(tree, module)
@@ -370,11 +231,11 @@ def slice_reference(source: str, module: str, lesson: int,
 
     defs = [s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef,
                                               ast.ClassDef))]
-    kept = {s.name for s in defs if lesson_of(s.name) < lesson or s.name in keep}
+    kept = {s.name for s in defs if lesson_of(s.name) < lesson}
     needed = _closure(body, set().union(*(_names(s) for s in defs if s.name in kept))
                       if kept else set())
-    exposed = sorted(n for n in needed | set(keep) if lesson_of(n) >= lesson
-                     and any(s.name == n for s in defs) and (n in keep or n not in kept))
+    exposed = sorted(n for n in needed if lesson_of(n) >= lesson and n not in kept
+                     and any(s.name == n for s in defs))
     kept |= needed
     out: list[ast.stmt] = []
     insert_at = 0
@@ -441,51 +302,27 @@ def build_image(lesson: Lesson, images: Path) -> tuple[Path, list[str]]:
             shutil.copyfile(toolkit, tmp / "autograder" / "checks" / toolkit.name)
     shutil.copyfile(HERE / "codec.py", tmp / "autograder" / "checks" / "_record_codec.py")
     (tmp / "autograder" / "checks" / "__init__.py").write_text(CHECKS_INIT)
-    # TRANSITION: _verdict travels while _core still re-exports it for unsplit lessons
-    shutil.copyfile(src / "checks" / "_verdict.py",
-                    tmp / "autograder" / "checks" / "_verdict.py")
     for package in sorted(p for p in (src / "checks").glob("lesson*") if p.is_dir()):
         # the kernel half, copied as it is: __init__ (a docstring) and cases.py
         (tmp / "autograder" / "checks" / package.name).mkdir()
         for name in ("__init__.py", "cases.py"):
             if (package / name).exists():
                 shutil.copyfile(package / name, tmp / "autograder" / "checks" / package.name / name)
-    sources: dict[str, str] = {}
-    for path in sorted((src / "checks").glob("lesson*.py")):
-        text = path.read_text(encoding="utf-8")
-        try:
-            ast.parse(text)
-            sources[path.stem] = text
-        except SyntaxError as exc:
-            (tmp / "autograder" / "checks" / path.name).write_text(
-                f"raise ImportError({f'{path.name} does not parse: {exc}'!r})\n")
-            warnings.append(f"checks/{path.name} does not parse ({exc.msg}, line "
-                            f"{exc.lineno}): its checks are unavailable")
-    sliced = slice_checks_modules(sources)
-    for name, text in sliced.items():
-        (tmp / "autograder" / "checks" / f"{name}.py").write_text(text)
-    own = {n: t for n, t in sliced.items() if n == f"lesson{lesson.number}"}
-    try:
-        used = reference_used_by_records(own, (src / "reference" / "__init__.py").read_text())
-    except SyntaxError:
-        used = {}
     for path in sorted((src / "reference").glob("*.py")):
         if path.name == "__init__.py":
             shutil.copyfile(path, tmp / "autograder" / "reference" / path.name)
             continue
-        keep = used.get(path.stem, {})
         try:
             text, exposed = slice_reference(path.read_text(encoding="utf-8"), path.stem,
-                                            number, set(keep))
+                                            number)
         except SyntaxError:  # broken for everyone alike: copy it as it is
             shutil.copyfile(path, tmp / "autograder" / "reference" / path.name)
             continue
         (tmp / "autograder" / "reference" / path.name).write_text(text)
         for name in exposed:
-            why = (f"checks/{keep[name][0]}.py builds its inputs with it" if name in keep
-                   else "a kernel that stays visible uses it")
             warnings.append(f"the course's {name} ({path.stem}.py) stays visible to learner "
-                            f"code while lesson {lesson.number} is graded: {why}")
+                            f"code while lesson {lesson.number} is graded: a kernel that "
+                            "stays visible uses it")
     shutil.copytree(ROOT / "attnlab", tmp / "attnlab",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copyfile(HERE / "zygote.py", tmp / "_attnlab_zygote.py")

@@ -11,7 +11,7 @@ from torch import Tensor
 from autograder.reference import SelfAttention as RefSelfAttention
 from autograder.reference import scaled_dot_product_attention as ref_sdpa
 
-from .._attention import (
+from .._attention_verdicts import (
     M_AFTER,
     M_BY_DK,
     M_NO_SCALE,

@@ -13,7 +13,7 @@ from autograder.reference import causal_mask as ref_causal
 from autograder.reference import masked_attention as ref_masked
 from autograder.reference import padding_mask as ref_padding
 
-from .._attention import (
+from .._attention_verdicts import (
     M_AFTER,
     M_NO_SCALE,
     M_QUERY_AXIS,
@@ -23,7 +23,7 @@ from .._attention import (
     tensor_pair,
     tensor_value,
 )
-from .._attention import as_numpy as _np
+from .._attention_verdicts import as_numpy as _np
 from .._core import Outcome, TensorRecord
 from .._verdict import (
     CheckFailed,

@@ -15,14 +15,14 @@ from autograder.reference import scaled_dot_product_attention as ref_sdpa
 from autograder.reference import sliding_window_mask as ref_window
 from autograder.reference import tiled_attention as ref_tiled
 
-from .._attention import (
+from .._attention_verdicts import (
     M_BY_DK,
     M_NO_SCALE,
     expect_bool,
     looks_like_shape_error,
     tensor_value,
 )
-from .._attention import as_numpy as _np
+from .._attention_verdicts import as_numpy as _np
 from .._core import Outcome
 from .._verdict import (
     Mistake,
