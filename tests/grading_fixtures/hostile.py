@@ -294,9 +294,11 @@ def cases(course: Path, port: int) -> dict[str, tuple]:
                            2.0, "Your softmax"),
         "duplicate-records": (lambda _: notebook({"softmax": CORRECT_SOFTMAX + DUPLICATE}),
                               0.0, "more than one result"),
-        "import-reference": (lambda _: notebook(IMPORT_REFERENCE), 2.0, "withheld"),
+        # the softmax points are lost; attend (correct) is judged over the grader's stand-in
+        # softmax, so one mistake costs once: blanks 2 + attend 3
+        "import-reference": (lambda _: notebook(IMPORT_REFERENCE), 5.0, "withheld"),
         "read-reference": (lambda _: notebook({"softmax": READ_REFERENCE["softmax"].replace(
-            "{root}", str(ROOT))}), 2.0, "Your softmax"),
+            "{root}", str(ROOT))}), 5.0, "Your softmax"),
         "forbidden-scipy": (lambda _: notebook(FORBIDDEN_SCIPY), 5.0,
                             "an existing softmax"),
         "forbidden-torch": (lambda _: notebook(FORBIDDEN_TORCH), 5.0,
