@@ -17,9 +17,9 @@ import pytest
 
 from autograder.course import ROOT
 from autograder.insight import mistake_key
+from tests import test_wrong_answers_lesson01 as wrong
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
-import test_wrong_answers_lesson01 as wrong  # noqa: E402
 from grading_fixtures import isolation_flags  # noqa: E402
 from grading_fixtures.submissions import LESSON, notebook, release  # noqa: E402
 
