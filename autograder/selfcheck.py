@@ -110,8 +110,11 @@ def _start_kernel(cwd: Path):
             return [sys.executable, "-m", "autograder.selfcheck", "-f",
                     os.path.realpath(self.connection_file), *(extra_arguments or [])]
 
-    # the lesson's own self-check cell stays quiet, and lesson 07 trains its short budget
-    env = {**os.environ, "ATTNLAB_GRADING": "1", "NBGRADER_EXECUTION": "autograde"}
+    # the lesson's own self-check cell stays quiet, and lesson 07 trains its short budget;
+    # torch on one thread (unless the learner set it): the course's models are small, and two
+    # checks at once (a lab) each using every core are several times slower than one
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ,
+           "ATTNLAB_GRADING": "1", "NBGRADER_EXECUTION": "autograde"}
     km = PreloadedKernelManager(kernel_name="python3")
     run_sync(km.start_kernel)(extra_arguments=KERNEL_ARGS, cwd=str(cwd), env=env)
     return km
