@@ -76,7 +76,7 @@ def share_engines() -> None:
       skipped for the next ``Gradebook()`` on that engine (the course row too, which the
       first one made sure of);
     * the alembic version a new gradebook is stamped with: nbgrader runs the ``alembic``
-      command for it (a subprocess importing alembic: 1-8 s on a loaded machine); it is
+      command for it (a subprocess that imports alembic again for every new gradebook); it is
       read from nbgrader's migration scripts in this process, the same head revision;
     * nbgrader's cell-metadata check validates each cell against its JSON schema with
       ``jsonschema.validate``, which first checks the schema itself (a fixed file); the

@@ -37,8 +37,8 @@ PRELOAD = (
     # the checks' torch-function watcher imports torch._dynamo (~800 modules, sympy among
     # them) at the first attention call: seconds a loaded machine would take from a cell
     "torch._dynamo",
-    # every kernel's IPKernelApp.initialize imports its debugger (debugpy, pydevd): about
-    # 0.4 s of each learner's kernel start (benchmarks/grading.py's "kernel fork")
+    # every kernel's IPKernelApp.initialize imports its debugger (debugpy, pydevd): done
+    # once here instead of in each learner's kernel ("kernel fork" in BENCHMARKS.md)
     "ipykernel.debugger",
 )
 
