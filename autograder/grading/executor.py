@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import zmq
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionComplete
 
@@ -247,6 +248,9 @@ class SandboxedKernel:
         self.pid = int(reply["pid"])
         host_info = dict(info, ip=f"{run}/k")
         kc = BlockingKernelClient()
+        # our sockets connect before the kernel has bound its IPC endpoints; ZeroMQ's
+        # default is to retry such a connect every 100 ms: try every 5 ms instead
+        kc.context.setsockopt(zmq.RECONNECT_IVL, 5)
         kc.load_connection_info(host_info)
         kc.start_channels()
         self.kc = kc
@@ -263,30 +267,51 @@ class SandboxedKernel:
             run.chmod(0o755)
 
     def _handshake(self, kc) -> bool:
-        """One kernel_info round trip seen on both shell and iopub (else a fast first cell's
-        messages could be published before our subscription is live, and be lost)."""
-        msg_id = kc.kernel_info()
+        """A kernel_info reply on shell and a message on iopub (else a fast first cell's
+        messages could be published before our subscription is live, and be lost).
+
+        Any iopub message proves the subscription live (a SUB socket gets only what is
+        published after it subscribed). The kernel's answer to the first request is often
+        published before that (our iopub connects as the kernel binds), so once the shell
+        has answered, kernel_info is asked again every 50 ms until iopub hears one, as
+        jupyter_client's own wait_for_ready does (which waits 0.2 s per try).
+        """
+        kc.kernel_info()
         shell = iopub = False
         end = time.monotonic() + 0.5
+        again = None  # when to ask again (once the shell has answered)
         while time.monotonic() < end and not (shell and iopub):
             try:
-                msg = kc.get_iopub_msg(timeout=0.05)
-                iopub |= msg.get("parent_header", {}).get("msg_id") == msg_id
+                kc.get_iopub_msg(timeout=0.01 if not shell else 0.05)
+                iopub = True
             except queue.Empty:
                 pass
             except Exception:
                 continue
-            try:
-                msg = kc.get_shell_msg(timeout=0.01)
-                shell |= msg.get("parent_header", {}).get("msg_id") == msg_id
-            except queue.Empty:
-                pass
-            except Exception:
-                continue
+            if not shell:
+                try:
+                    msg = kc.get_shell_msg(timeout=0.01)
+                    shell = msg.get("msg_type") == "kernel_info_reply"
+                except queue.Empty:
+                    pass
+                except Exception:
+                    continue
+                if shell:
+                    again = time.monotonic()
+            if shell and not iopub and time.monotonic() >= again:
+                kc.kernel_info()
+                again = time.monotonic() + 0.05
         if shell and iopub:
             while True:  # drain the rest of the start-up chatter
                 try:
                     kc.get_iopub_msg(timeout=0.02)
+                except queue.Empty:
+                    break
+                except Exception:
+                    continue
+            while True:  # and the answers to repeated requests
+                try:
+                    kc.get_shell_msg(timeout=0)
                 except queue.Empty:
                     break
                 except Exception:
