@@ -27,6 +27,10 @@ c.IgnorePattern.pattern = r"\A(?:[^\n]*Warning: [^\n]*\n?(?:[ \t][^\n]*\n?)*)+\Z
 # Execution budget for autograding (issue: grading at scale tightens these).
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
+# nbclient can miss a cell's reply when the cell shows an ipywidgets Output widget and wait
+# out the whole timeout (jupyter/nbclient#312): its kernel client, with that race closed
+# (nbgrader's Execute always builds an AsyncKernelManager; this sets what client it hands out).
+c.AsyncKernelManager.client_factory = "autograder.kernels.KernelClient"
 
 # Keep a flood of output from swamping the gradebook and feedback.
 c.LimitOutput.max_lines = 500

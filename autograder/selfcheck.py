@@ -102,10 +102,11 @@ def _kernel_main() -> None:
 
 def _start_kernel(cwd: Path):
     """A kernel manager whose kernel is already starting (in ``cwd``)."""
-    from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
-    class PreloadedKernelManager(AsyncKernelManager):
+    from .kernels import KernelManager
+
+    class PreloadedKernelManager(KernelManager):  # its clients never sleep through a reply
         def format_kernel_cmd(self, extra_arguments=None):
             return [sys.executable, "-m", "autograder.selfcheck", "-f",
                     os.path.realpath(self.connection_file), *(extra_arguments or [])]

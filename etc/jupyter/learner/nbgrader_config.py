@@ -11,3 +11,8 @@ c.Execute.extra_arguments = [
     "--IPKernelApp.log_level=ERROR",
     "--IPKernelApp.exec_lines=__import__('os').environ.update(ATTNLAB_GRADING='1')",
 ]
+
+# nbclient can miss a cell's reply when the cell shows an ipywidgets Output widget and wait
+# out the whole timeout (jupyter/nbclient#312): its kernel client, with that race closed
+# (nbgrader's Execute always builds an AsyncKernelManager; this sets what client it hands out).
+c.AsyncKernelManager.client_factory = "autograder.kernels.KernelClient"
