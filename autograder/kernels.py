@@ -18,11 +18,20 @@ whose event is already there). :class:`KernelClient` has that channel; ``check``
 come from :class:`KernelManager`, and both nbgrader_config.py files make it the client of
 the ``AsyncKernelManager`` that nbgrader's ``Execute`` builds (``autograde``, Validate).
 ``grade`` is not affected: its executor reads with blocking sockets and ``zmq_poll``.
+
+The client's start-up handshake is jupyter_client's (``kernel_info`` until the shell answers
+and iopub has spoken) except its last step: jupyter_client then reads iopub until it has
+been silent for 0.2 s, so every kernel start waits 0.2 s for nothing. Here it takes what
+iopub already holds and stops; a status message of the handshake arriving later is
+addressed to the handshake's request, and nbclient skips messages addressed to any request
+but its cell's.
 """
 
 from __future__ import annotations
 
+import time
 import typing as t
+from queue import Empty
 
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -42,6 +51,37 @@ class ShellChannel(AsyncZMQSocketChannel):
 
 class KernelClient(AsyncKernelClient):
     shell_channel_class = Type(ShellChannel)
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        from jupyter_client.manager import KernelManager as Manager
+
+        if not isinstance(self.parent, Manager):  # not ours to start: jupyter_client's way
+            await super().wait_for_ready(timeout=timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:  # iopub is live once it carries something (the handshake's status)
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if deadline is not None and time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+        while True:  # what iopub already holds, without waiting for silence
+            try:
+                await self.iopub_channel.get_msg(timeout=0)
+            except Empty:
+                break
 
 
 class KernelManager(AsyncKernelManager):

@@ -38,7 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,9 @@ def _kernel_main() -> None:
     imports are done before it answers, so they overlap the grader's own preparation."""
     import importlib
 
+    # no debugger in a grading kernel: ipykernel sets debugpy up at start-up when it can
+    # import it (a tenth of a second or more); with the import refused it skips that
+    sys.modules.setdefault("debugpy", None)
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
@@ -161,6 +164,25 @@ def _version_key(lesson: Lesson) -> str:
     return h.hexdigest()[:16]
 
 
+@contextmanager
+def _alembic_head_in_process():
+    """A new gradebook is stamped with nbgrader's newest migration; nbgrader asks the
+    ``alembic`` command for it, a subprocess that imports alembic again (most of a cache
+    build's time). ``grade`` reads the same head from nbgrader's migration scripts in this
+    process (:func:`autograder.grading.db.alembic_head`, which falls back to the command);
+    so does the cache build. The scratch build of ``check --nbgrader`` keeps nbgrader's way."""
+    import nbgrader.api as api
+
+    from .grading.db import alembic_head
+
+    original = api.get_alembic_version
+    api.get_alembic_version = alembic_head
+    try:
+        yield
+    finally:
+        api.get_alembic_version = original
+
+
 def _build(lesson: Lesson, dest: Path) -> None:
     """nbgrader generate_assignment in a scratch course under ``dest``."""
     import nbformat
@@ -195,10 +217,12 @@ def prepared(lesson: Lesson) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{lesson.name}-", dir=root))
     except OSError:  # no writable cache: build a private copy for this check only
         tmp = Path(tempfile.mkdtemp(prefix="attnlab-check-"))
-        _build(lesson, tmp)
+        with _alembic_head_in_process():
+            _build(lesson, tmp)
         return tmp
     try:
-        _build(lesson, tmp)
+        with _alembic_head_in_process():
+            _build(lesson, tmp)
         os.rename(tmp, final)  # atomic; fails if another check got there first
     except OSError:
         if not (final / "answers.json").exists():
