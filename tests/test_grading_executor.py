@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import nbformat
 import pytest
 
 from autograder.course import ROOT, find_lesson
 from autograder.grading import sandbox
-from autograder.grading.executor import Limits, SandboxedKernel, Zygote
+from autograder.grading.executor import Limits, SandboxedKernel, Zygote, start_shared_zygote
 from autograder.grading.image import build_image
 
 pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("grading-executor")]
@@ -125,3 +126,44 @@ def test_userns_mode_runs_a_lesson(tmp_path):
         server.close()
     assert _text(nb.cells[0]).strip() == "/home/learner 2"
     assert ROOT.exists()
+
+
+def test_one_fork_server_serves_every_worker(zygote, tmp_path):
+    """grade's shared fork server: imported once, a copy of its own per worker (each copy
+    forks that worker's kernels, confined alike); a worker whose copy is gone falls back to
+    a fork server of its own."""
+    from autograder.grading.worker import Worker
+
+    _, folder = zygote
+    image = next((folder / "images").iterdir())
+    proc, fds = start_shared_zygote(image, "auto", 2, log=tmp_path / "forkserver.log")
+    copies = [Zygote.attach(image, pair).wait_ready() for pair in fds]
+    try:
+        pids = [copy.pid for copy in copies]
+        assert pids[0] == proc.pid and pids[1] != proc.pid  # the server and its one copy
+        assert all(copy.mode == zygote[0].mode and not copy.missing for copy in copies)
+        seen = []
+        for copy in copies:
+            nb, _ = _run((copy, folder), ["import os, sys\nprint(os.getuid(), os.getcwd(), "
+                                         "os.path.exists('data.txt'), 'torch' in sys.modules)"])
+            seen.append(_text(nb.cells[0]).strip())
+        assert seen[0] == seen[1] and seen[0].endswith("/home/learner True True"), seen
+        # the second worker's copy dies: its worker starts a fork server of its own
+        os.kill(pids[1], 9)
+        for _ in range(500):
+            if not copies[1].alive():
+                break
+            time.sleep(0.01)
+        worker = Worker.__new__(Worker)
+        worker.cfg = {"image": str(image), "isolation": "auto", "log": str(tmp_path / "w.log")}
+        worker.zygote = copies[1]
+        own = worker.start_zygote()
+        assert own is not copies[1] and not own.shared and own.alive()
+        nb, _ = _run((own, folder), ["print('still grading')"])
+        assert _text(nb.cells[0]).strip() == "still grading"
+        own.close()
+    finally:
+        for copy in copies:
+            copy.close()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0

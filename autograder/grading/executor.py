@@ -11,6 +11,7 @@ output saying why, so nbgrader never mistakes a test cell that never ran for a p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -101,37 +102,94 @@ def _installed_masks() -> list[str]:
     return masks
 
 
+def _zygote_env() -> dict:
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin",
+                                 "/usr/bin", "/bin"]),
+        "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1", "TORCH_NUM_THREADS": "1",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1", "ATTNLAB_GRADING": "1",
+    }
+    if os.environ.get("MPLCONFIGDIR"):
+        env["MPLCONFIGDIR"] = os.environ["MPLCONFIGDIR"]
+    return env
+
+
+def _start_server(image: Path, settings: dict, log, **popen) -> subprocess.Popen:
+    """The fork server, exec'd from the image with a clean environment (see zygote.py)."""
+    return subprocess.Popen(
+        [sys.executable, "-E", "-s", str(image / "_attnlab_zygote.py"), json.dumps(settings)],
+        stderr=log, env=_zygote_env(), cwd=str(image), preexec_fn=_pdeathsig,
+        close_fds=True, **popen)
+
+
+def start_shared_zygote(image: Path, isolation: str, clients: int,
+                        log: Path | None = None) -> tuple[subprocess.Popen, list[tuple]]:
+    """One fork server for ``clients`` workers (``grade``): it imports once and then forks
+    a copy of itself per further worker. Returns the server's process and, per worker, the
+    (request, reply) file descriptors to hand to that worker (``Zygote.attach``); close
+    them here once handed over. The server process must be waited for after the workers
+    told their copies to exit."""
+    ours, theirs = [], []
+    for _ in range(clients):
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        ours.append((request_w, reply_r))
+        theirs.append((request_r, reply_w))
+    sink = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        fds = [fd for pair in theirs for fd in pair]
+        proc = _start_server(image, {"isolation": isolation,
+                                     "clients": [list(pair) for pair in theirs]},
+                             sink, stdin=subprocess.DEVNULL, stdout=sink, pass_fds=fds)
+    finally:
+        for fd in (fd for pair in theirs for fd in pair):
+            os.close(fd)
+        if sink is not subprocess.DEVNULL:
+            sink.close()
+    return proc, ours
+
+
 class Zygote:
-    """The fork server of one worker (see zygote.py)."""
+    """A worker's fork server (see zygote.py): its own process, or (``attach``) its copy
+    of the one fork server ``grade`` starts for every worker."""
 
     def __init__(self, image: Path, isolation: str = "auto", log: Path | None = None):
         self.image = image
-        env = {
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin",
-                                     "/usr/bin", "/bin"]),
-            "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "NUMEXPR_NUM_THREADS": "1", "TORCH_NUM_THREADS": "1",
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "PYDEVD_DISABLE_FILE_VALIDATION": "1", "ATTNLAB_GRADING": "1",
-        }
-        if os.environ.get("MPLCONFIGDIR"):
-            env["MPLCONFIGDIR"] = os.environ["MPLCONFIGDIR"]
         self._log = open(log, "ab") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, "-E", "-s", str(image / "_attnlab_zygote.py"),
-             json.dumps({"isolation": isolation})],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
-            cwd=str(image), preexec_fn=_pdeathsig, close_fds=True)
+        self.proc = _start_server(image, {"isolation": isolation}, self._log,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._requests, self._replies = self.proc.stdin, self.proc.stdout
+        self.pid: int | None = self.proc.pid
+        self.shared = False
         self._next = 0
         self.mode, self.why, self.missing = "?", "", []
         self._ready = False
+
+    @classmethod
+    def attach(cls, image: Path, fds: tuple[int, int]) -> Zygote:
+        """This worker's copy of the shared fork server, over the (request, reply) file
+        descriptors start_shared_zygote handed to it."""
+        self = cls.__new__(cls)
+        self.image = image
+        self._log = subprocess.DEVNULL
+        self.proc = None
+        self._requests = open(fds[0], "wb")
+        self._replies = open(fds[1], "rb")
+        self.pid = None  # known once it says it is ready
+        self.shared = True
+        self._next = 0
+        self.mode, self.why, self.missing = "?", "", []
+        self._ready = False
+        return self
 
     def wait_ready(self) -> Zygote:
         """Block until the fork server has imported everything (it starts in the background)."""
         if self._ready:
             return self
-        line = self.proc.stdout.readline()
+        line = self._replies.readline()
         try:
             ready = json.loads(line)
         except ValueError:
@@ -140,6 +198,7 @@ class Zygote:
         self.mode = ready["mode"]
         self.why = ready.get("why", "")
         self.missing = ready.get("missing", [])
+        self.pid = ready.get("pid", self.pid)
         self._ready = True
         return self
 
@@ -148,10 +207,10 @@ class Zygote:
         self._next += 1
         request = {"op": "spawn", "id": self._next, "spec": spec}
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError) as exc:
+            self._requests.write((json.dumps(request) + "\n").encode())
+            self._requests.flush()
+            line = self._replies.readline()
+        except (BrokenPipeError, OSError, ValueError) as exc:
             raise SandboxError(f"the fork server is gone ({exc})") from None
         if not line:
             raise SandboxError("the fork server is gone")
@@ -161,16 +220,34 @@ class Zygote:
         return reply
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        if self._requests.closed:
+            return False
+        return self.pid is None or _alive(self.pid)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.alive():
             try:
-                self.proc.stdin.write(b'{"op": "exit"}\n')
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=5)
+                self._requests.write(b'{"op": "exit"}\n')
+                self._requests.flush()
+                if self.proc is not None:
+                    self.proc.wait(timeout=5)
+                else:  # not our child: wait for it to go
+                    end = time.monotonic() + 5
+                    while self.pid and _alive(self.pid) and time.monotonic() < end:
+                        time.sleep(0.01)
+                    if self.pid and _alive(self.pid):
+                        os.kill(self.pid, signal.SIGKILL)
             except Exception:
-                self.proc.kill()
+                if self.proc is not None:
+                    self.proc.kill()
+                elif self.pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(self.pid, signal.SIGKILL)
+        for stream in (self._requests, self._replies):
+            with contextlib.suppress(OSError):
+                stream.close()
         if self._log is not subprocess.DEVNULL:
             self._log.close()
 

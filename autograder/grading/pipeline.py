@@ -54,6 +54,7 @@ from .db import (
     share_engines,
     tune_sqlite,
 )
+from .executor import start_shared_zygote
 from .image import build_image
 from .journal import Journal, RunLock
 from .settings import Grading
@@ -236,12 +237,16 @@ class WorkerProc:
         self._log = open(log_path, "ab")
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
+        zygote = tuple(cfg.get("zygote_fds") or ())  # its copy of the shared fork server
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autograder.grading.worker", str(down_r), str(up_w)],
-            pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, stdout=self._log,
+            pass_fds=(down_r, up_w, *zygote), stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=self._log, cwd=str(ROOT), env=env)
         os.close(down_r)
         os.close(up_w)
+        for fd in zygote:  # the worker's now (a replacement starts a fork server of its own)
+            os.close(fd)
+        self.cfg = {k: v for k, v in cfg.items() if k != "zygote_fds"}
         self.channel = Channel(up_r, down_w)
         self.channel.send(cfg)
         self.tasks: list[dict] = []
@@ -370,6 +375,7 @@ class Run:
                         worker.stop()
                     for worker in self.workers:
                         worker.close()
+                    self._stop_zygote()
                     shutil.rmtree(getattr(self, "scratch", "/nonexistent"), ignore_errors=True)
                     restore_sqlite(self.db_url)
             for warning in image_warnings:
@@ -461,6 +467,10 @@ class Run:
                   "memory_mb": self.settings.memory_mb,
                   "processes": self.settings.processes,
                   "output_mb": self.settings.output_mb, "tmpfs_mb": self.settings.tmpfs_mb}
+        # one fork server for all workers: torch & co. imported once, then it forks a copy
+        # of itself per worker
+        self.zygote, fds = start_shared_zygote(image, self.settings.isolation, n,
+                                               log=self.state / "forkserver.log")
         for i in range(n):
             slot = scratch / f"w{i}"
             slot.mkdir()
@@ -470,8 +480,18 @@ class Run:
                    "isolation": self.settings.isolation, "limits": limits,
                    "slot": str(slot), "uid": base + i, "db_url": self.db_url,
                    "nbgrader_config": self.config, "python": sys.executable,
-                   "log": str(self.state / f"worker{i}.log")}
+                   "log": str(self.state / f"worker{i}.log"), "zygote_fds": list(fds[i])}
             self.workers.append(WorkerProc(i, cfg, self.state / f"worker{i}.log"))
+
+    def _stop_zygote(self) -> None:
+        """The shared fork server exits when its worker tells it to (or goes away)."""
+        zygote = getattr(self, "zygote", None)
+        if zygote is not None:
+            try:
+                zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                zygote.kill()
+                zygote.wait()
 
     def _await_workers(self) -> None:
         for worker in self.workers:

@@ -52,11 +52,18 @@ class Worker:
 
     # -- fork server
     def start_zygote(self) -> Zygote:
-        if self.zygote is None or not self.zygote.alive():
-            if self.zygote is not None:
-                self.zygote.close()
-            self.zygote = Zygote(Path(self.cfg["image"]), self.cfg["isolation"],
-                                 log=Path(self.cfg["log"]))
+        """This worker's fork server: its copy of the shared one while that works, else
+        (it did not start, or died) one of its own."""
+        if self.zygote is not None and self.zygote.alive():
+            try:
+                return self.zygote.wait_ready()
+            except SandboxError:
+                if not self.zygote.shared:
+                    raise
+        if self.zygote is not None:
+            self.zygote.close()
+        self.zygote = Zygote(Path(self.cfg["image"]), self.cfg["isolation"],
+                             log=Path(self.cfg["log"]))
         return self.zygote.wait_ready()
 
     # -- sanitise exactly as nbgrader autograde will
@@ -201,8 +208,11 @@ def worker_main(conn, cfg: dict) -> None:
     share_engines()
     worker = Worker(cfg)
     try:
-        # the fork server imports torch & co. in the background while we import nbgrader
-        worker.zygote = Zygote(Path(cfg["image"]), cfg["isolation"], log=Path(cfg["log"]))
+        # the fork server imports torch & co. in the background while we import nbgrader:
+        # grade's shared one (started before this worker), else one of our own
+        shared = cfg.get("zygote_fds")
+        worker.zygote = Zygote.attach(Path(cfg["image"]), tuple(shared)) if shared else \
+            Zygote(Path(cfg["image"]), cfg["isolation"], log=Path(cfg["log"]))
         import nbgrader.converters  # noqa: F401
         import nbgrader.preprocessors  # noqa: F401
 

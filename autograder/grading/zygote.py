@@ -1,6 +1,6 @@
 """The fork server: one per grading worker, a fresh kernel per submission.
 
-Started by a worker as ``python <image>/_attnlab_zygote.py '<json settings>'`` with a clean
+Started as ``python <image>/_attnlab_zygote.py '<json settings>'`` with a clean
 environment, it imports what every lesson needs (numpy, torch, matplotlib, ipykernel, the
 record half of the checks, attnlab) once, and then only forks. It never runs learner code
 and never holds anything secret: it was exec'd, not forked from the grader, so no database
@@ -15,6 +15,10 @@ single-threaded before each fork.
 Protocol (JSON lines): stdout first says ``{"ready": ...}``; then each stdin request
 ``{"op": "spawn", "id": n, "spec": {...}}`` is answered ``{"id": n, "pid": kernel_pid}``
 or ``{"id": n, "error": "..."}``.
+
+``grade`` starts one fork server for all its workers (settings ``"clients"``: a request and
+a reply pipe per worker, instead of stdin and stdout): it imports once, then forks itself
+once per further worker, each copy serving one worker with the same protocol.
 """
 
 from __future__ import annotations
@@ -121,6 +125,47 @@ def _spawn(spec: dict) -> dict:
     return {"error": line[6:] if line.startswith("error ") else "the sandbox did not start"}
 
 
+def _serve(requests, out, ready: dict) -> None:
+    """Answer one worker's spawn requests (JSON lines) until it says exit or goes away."""
+    out.write(json.dumps(dict(ready, pid=os.getpid())) + "\n")
+    out.flush()
+    for line in requests:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            continue
+        if request.get("op") == "spawn":
+            spec = dict(request["spec"], mode=ready["mode"])
+            reply = _spawn(spec)
+        elif request.get("op") == "exit":
+            break
+        else:
+            reply = {"error": f"unknown op {request.get('op')!r}"}
+        reply["id"] = request.get("id")
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+def _serve_clients(clients: list[list[int]], ready: dict) -> None:
+    """One fork server for every worker: imported once, then forked once per worker after
+    the first, so each worker still has a server of its own (its own pipes; a crash takes
+    one server down, not the others) sharing the imported pages with the rest."""
+    mine = 0
+    if ready["threads"] == 1:  # else forking is unsafe: the others start their own
+        for index in range(1, len(clients)):
+            if os.fork() == 0:
+                mine = index
+                break
+    for index, (request_fd, reply_fd) in enumerate(clients):
+        if index != mine:
+            os.close(request_fd)
+            os.close(reply_fd)
+    request_fd, reply_fd = clients[mine]
+    with open(request_fd, encoding="utf-8") as requests, \
+            open(reply_fd, "w", encoding="utf-8") as out:
+        _serve(requests, out, ready)
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     out = sys.stdout
@@ -130,24 +175,12 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # middles are reaped automatically
     import _attnlab_sandbox  # noqa: F401  (already imported; keeps the name bound)
 
-    out.write(json.dumps({"ready": True, "mode": mode, "why": why, "missing": missing,
-                          "threads": _threads()}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        try:
-            request = json.loads(line)
-        except ValueError:
-            continue
-        if request.get("op") == "spawn":
-            spec = dict(request["spec"], mode=mode)
-            reply = _spawn(spec)
-        elif request.get("op") == "exit":
-            break
-        else:
-            reply = {"error": f"unknown op {request.get('op')!r}"}
-        reply["id"] = request.get("id")
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+    ready = {"ready": True, "mode": mode, "why": why, "missing": missing,
+             "threads": _threads()}
+    if settings.get("clients"):
+        _serve_clients(settings["clients"], ready)
+    else:
+        _serve(sys.stdin, out, ready)
     # nothing to save or close: skip the interpreter's teardown of torch & co. (about a
     # second per worker at the end of every run)
     sys.stderr.flush()
