@@ -196,6 +196,11 @@ def worker_main(conn, cfg: dict) -> None:
         pass
     environment_on_path()
     os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
+    # torch on one thread here (set before it is imported): the verdicts' tensors are tiny,
+    # every core already has a worker, and an idle OpenMP pool spins after each parallel
+    # op, taking CPU from the learners' kernels (which run on one thread too)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
     try:
         os.nice(5)  # the main process (the only gradebook writer) is the critical path
     except OSError:
