@@ -44,6 +44,12 @@ PRELOAD = (
     # every kernel's IPKernelApp.initialize imports its debugger (debugpy, pydevd): done
     # once here instead of in each learner's kernel ("kernel fork" in BENCHMARKS.md)
     "ipykernel.debugger",
+    # and what the rest of IPKernelApp.initialize and its shell import (magics, pdb,
+    # tornado's asyncio platform): nothing runs, the modules are only loaded
+    "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.magic_arguments",
+    "IPython.core.magics.ast_mod", "IPython.core.magics.execution", "IPython.core.oinspect",
+    "IPython.extensions.storemagic", "IPython.utils.module_paths", "IPython.utils.wildcard",
+    "bdb", "cmd", "faulthandler", "pdb", "tornado.platform.asyncio",
 )
 
 
