@@ -19,7 +19,7 @@ from jupyter_client.session import Session
 
 from autograder.kernels import KernelClient, KernelManager, ShellChannel
 
-HANG_S = 10.0  # a wait this long for a reply already queued is a hang
+HANG_S = 5.0  # a wait this long for a reply already queued is a hang
 
 
 async def _reply_then_send(channel_class) -> str | None:
@@ -41,7 +41,7 @@ async def _reply_then_send(channel_class) -> str | None:
         await asyncio.sleep(0.05)  # the client is now waiting on the socket's descriptor
         session.send(kernel, "execute_reply", {"status": "ok"}, parent=parent,
                      ident=identities)
-        time.sleep(0.3)  # the loop is busy: ZeroMQ's I/O thread queues the reply meanwhile
+        time.sleep(1.0)  # the loop is busy: ZeroMQ's I/O thread queues the reply meanwhile
         channel.send(session.msg("comm_msg", {"comm_id": "w", "data": {}}))  # widget sync
         try:
             return (await asyncio.wait_for(waiter, HANG_S))["msg_type"]
@@ -59,8 +59,10 @@ def test_a_reply_queued_before_a_send_is_read():
 
 def test_the_plain_channel_sleeps_through_it():
     """The control: jupyter_client's own channel waits out its timeout. If this starts to
-    fail, jupyter_client fixed the race upstream and autograder/kernels.py can go."""
-    assert asyncio.run(_reply_then_send(AsyncZMQSocketChannel)) is None
+    fail, jupyter_client fixed the race upstream and autograder/kernels.py can go. (Two
+    tries: on a badly overloaded machine the reply could reach the socket only after the
+    send, and then there is no race to lose.)"""
+    assert any(asyncio.run(_reply_then_send(AsyncZMQSocketChannel)) is None for _ in range(2))
 
 
 def test_the_manager_hands_out_the_steady_client():
