@@ -50,6 +50,10 @@ PRELOAD = (
     "IPython.core.magics.ast_mod", "IPython.core.magics.execution", "IPython.core.oinspect",
     "IPython.extensions.storemagic", "IPython.utils.module_paths", "IPython.utils.wildcard",
     "bdb", "cmd", "faulthandler", "pdb", "tornado.platform.asyncio",
+    # and what IPython imports to format a learner's first traceback (most learners' runs
+    # have one: an unanswered exercise raises)
+    "stack_data", "executing", "asttokens", "pure_eval", "pygments.formatters.terminal256",
+    "pygments.styles",
 )
 
 
