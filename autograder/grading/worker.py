@@ -20,10 +20,16 @@ import traceback
 import warnings
 from pathlib import Path
 
-import nbformat
+if __name__ == "__main__":
+    # a worker process goes without jsonschema's RFC 3987 grammar, as cli.main does for the
+    # grader: compiled when nbformat imports jsonschema, for "iri" string formats that no
+    # notebook or nbgrader schema uses (and nbformat validates without format checks)
+    sys.modules.setdefault("rfc3987_syntax", None)
 
-from ..course import environment_on_path
-from .executor import Limits, SandboxedKernel, SandboxError, Zygote
+import nbformat  # noqa: E402
+
+from ..course import environment_on_path  # noqa: E402
+from .executor import Limits, SandboxedKernel, SandboxError, Zygote  # noqa: E402
 
 
 def write_atomic(path: Path, text: str) -> None:
