@@ -136,7 +136,7 @@ def test_one_fork_server_serves_every_worker(zygote, tmp_path):
 
     _, folder = zygote
     image = next((folder / "images").iterdir())
-    proc, fds = start_shared_zygote(image, "auto", 2, log=tmp_path / "forkserver.log")
+    proc, fds = start_shared_zygote(image, "auto", 2, log=tmp_path / "forkserver.log", nice=5)
     copies = [Zygote.attach(image, pair).wait_ready() for pair in fds]
     try:
         pids = [copy.pid for copy in copies]
@@ -144,10 +144,12 @@ def test_one_fork_server_serves_every_worker(zygote, tmp_path):
         assert all(copy.mode == zygote[0].mode and not copy.missing for copy in copies)
         seen = []
         for copy in copies:
-            nb, _ = _run((copy, folder), ["import os, sys\nprint(os.getuid(), os.getcwd(), "
-                                         "os.path.exists('data.txt'), 'torch' in sys.modules)"])
+            nb, _ = _run((copy, folder), ["import os, sys\nprint(os.nice(0), os.getuid(), "
+                                         "os.getcwd(), os.path.exists('data.txt'), "
+                                         "'torch' in sys.modules)"])
             seen.append(_text(nb.cells[0]).strip())
         assert seen[0] == seen[1] and seen[0].endswith("/home/learner True True"), seen
+        assert int(seen[0].split()[0]) == min(os.nice(0) + 5, 19)  # niced as the workers
         # the second worker's copy dies: its worker starts a fork server of its own
         os.kill(pids[1], 9)
         for _ in range(500):

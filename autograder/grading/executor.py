@@ -117,21 +117,29 @@ def _zygote_env() -> dict:
     return env
 
 
-def _start_server(image: Path, settings: dict, log, **popen) -> subprocess.Popen:
+def _start_server(image: Path, settings: dict, log, nice: int = 0,
+                  **popen) -> subprocess.Popen:
     """The fork server, exec'd from the image with a clean environment (see zygote.py)."""
+    def prepare() -> None:  # pragma: no cover - runs in the child before exec
+        _pdeathsig()
+        if nice:
+            with contextlib.suppress(OSError):
+                os.nice(nice)
+
     return subprocess.Popen(
         [sys.executable, "-E", "-s", str(image / "_attnlab_zygote.py"), json.dumps(settings)],
-        stderr=log, env=_zygote_env(), cwd=str(image), preexec_fn=_pdeathsig,
+        stderr=log, env=_zygote_env(), cwd=str(image), preexec_fn=prepare,
         close_fds=True, **popen)
 
 
-def start_shared_zygote(image: Path, isolation: str, clients: int,
-                        log: Path | None = None) -> tuple[subprocess.Popen, list[tuple]]:
+def start_shared_zygote(image: Path, isolation: str, clients: int, log: Path | None = None,
+                        nice: int = 0) -> tuple[subprocess.Popen, list[tuple]]:
     """One fork server for ``clients`` workers (``grade``): it imports once and then forks
     a copy of itself per further worker. Returns the server's process and, per worker, the
     (request, reply) file descriptors to hand to that worker (``Zygote.attach``); close
     them here once handed over. The server process must be waited for after the workers
-    told their copies to exit."""
+    told their copies to exit. ``nice``: its niceness (and so its kernels'), the workers'
+    own, as when each worker started its fork server itself."""
     ours, theirs = [], []
     for _ in range(clients):
         request_r, request_w = os.pipe()
@@ -143,7 +151,8 @@ def start_shared_zygote(image: Path, isolation: str, clients: int,
         fds = [fd for pair in theirs for fd in pair]
         proc = _start_server(image, {"isolation": isolation,
                                      "clients": [list(pair) for pair in theirs]},
-                             sink, stdin=subprocess.DEVNULL, stdout=sink, pass_fds=fds)
+                             sink, nice=nice, stdin=subprocess.DEVNULL, stdout=sink,
+                             pass_fds=fds)
     finally:
         for fd in (fd for pair in theirs for fd in pair):
             os.close(fd)

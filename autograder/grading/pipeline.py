@@ -60,6 +60,7 @@ from .journal import Journal, RunLock
 from .settings import Grading
 
 log = logging.getLogger("attnlab.grade")
+WORKER_NICE = 5  # grading workers and the fork server (worker.py nices itself by as much)
 
 
 @dataclass
@@ -468,9 +469,11 @@ class Run:
                   "processes": self.settings.processes,
                   "output_mb": self.settings.output_mb, "tmpfs_mb": self.settings.tmpfs_mb}
         # one fork server for all workers: torch & co. imported once, then it forks a copy
-        # of itself per worker
+        # of itself per worker; it and the kernels it forks are niced as the workers are
+        # (this process, the only gradebook writer, is the critical path)
         self.zygote, fds = start_shared_zygote(image, self.settings.isolation, n,
-                                               log=self.state / "forkserver.log")
+                                               log=self.state / "forkserver.log",
+                                               nice=WORKER_NICE)
         for i in range(n):
             slot = scratch / f"w{i}"
             slot.mkdir()
