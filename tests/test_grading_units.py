@@ -16,7 +16,11 @@ from autograder.checks import REGISTRY as REAL
 from autograder.course import ROOT, find_lesson, lessons
 from autograder.grading import codec, collect, trusted, verdict
 from autograder.grading.journal import Journal
-from autograder.grading.nbgrader_hooks import DropDuplicateIds, HideHiddenTests
+from autograder.grading.nbgrader_hooks import (
+    DropDuplicateIds,
+    HideHiddenTests,
+    share_highlighting,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
 from grading_fixtures.submissions import CORRECT, LESSON, notebook  # noqa: E402
@@ -372,3 +376,37 @@ def test_every_test_cell_is_judged_outside_the_kernel(graded_lesson):
     kernel_judged = [cell.metadata["nbgrader"]["grade_id"] for cell in nb.cells
                      if verdict.is_test_cell(cell) and verdict.check_calls(cell.source) is None]
     assert not kernel_judged, "test cells may only call check(...): " + ", ".join(kernel_judged)
+
+
+def test_shared_highlighting_renders_the_same_html():
+    """The feedback exporter highlights a cell every learner has once per worker: is every
+    page what nbconvert's own exporter renders, cell for cell, byte for byte?"""
+    from nbconvert import HTMLExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    lesson = find_lesson("06")
+    source, release = (nbformat.read(p, as_version=4) for p in (lesson.source, lesson.release))
+    magics = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("echo $HOME | wc -c")])
+    magics.cells[0].metadata["magics_language"] = "bash"  # same source: other highlighting
+    plain_cell = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("echo $HOME | wc -c")])
+    other_lexer = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = [1, 2]")])
+    other_lexer.metadata["language_info"] = {"name": "text", "pygments_lexer": "text"}
+    python = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = [1, 2]")])
+    pages = [source, release, source, magics, plain_cell, other_lexer, python, release]
+    shared = HTMLExporter()
+    share_highlighting(shared)
+    calls = []
+    original = Highlight2HTML.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    Highlight2HTML.__call__ = counting
+    try:
+        for nb in pages:
+            assert shared.from_notebook_node(nb)[0] == HTMLExporter().from_notebook_node(nb)[0]
+    finally:
+        Highlight2HTML.__call__ = original
+    highlighted = sum(c.cell_type == "code" for nb in pages for c in nb.cells)
+    assert highlighted < len(calls) < 2 * highlighted  # the shared exporter reused some

@@ -107,6 +107,7 @@ def reuse_exporter(converter):
             self.exporter = self.exporter_class(parent=self, config=self.config)
             for pp in self.preprocessors:
                 self.exporter.register_preprocessor(pp)
+            share_highlighting(self.exporter)
             self._attnlab_exporter = self.exporter
         currdir = os.getcwd()
         os.chdir(self.coursedir.root)
@@ -117,6 +118,47 @@ def reuse_exporter(converter):
 
     converter.start = types.MethodType(start, converter)
     return converter
+
+
+class SharedHighlight:
+    """nbconvert's ``highlight_code`` filter (a ``Highlight2HTML``, made by the HTML exporter
+    for each notebook with that notebook's lexer), remembering what it returned.
+
+    Highlighting is a pure function of the source, the language, the cell's metadata (its
+    ``magics_language``), the lexer and the formatter options: all are the cache key, so a
+    cell every learner has unchanged (the lesson's text, locked and test cells) is run
+    through pygments once per worker instead of once per learner; the HTML is the same."""
+
+    def __init__(self, highlight, cache: dict):
+        self.highlight, self.cache = highlight, cache
+
+    def __call__(self, source, language=None, metadata=None):
+        key = (getattr(self.highlight, "pygments_lexer", None),
+               json.dumps(getattr(self.highlight, "extra_formatter_options", None),
+                          sort_keys=True, default=repr),
+               source, language, json.dumps(metadata, sort_keys=True, default=repr))
+        found = self.cache.get(key)
+        if found is None:
+            found = self.highlight(source, language=language, metadata=metadata)
+            if len(self.cache) >= 4096:  # a class's distinct answers: bounded
+                self.cache.clear()
+            self.cache[key] = found
+        return found
+
+
+def share_highlighting(exporter) -> None:
+    """Make an HTML exporter's per-notebook ``highlight_code`` filter a SharedHighlight
+    (one cache for every notebook this exporter converts)."""
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    register, cache = exporter.register_filter, {}
+
+    def register_filter(name, jinja_filter):
+        if name == "highlight_code" and type(jinja_filter) is Highlight2HTML:
+            jinja_filter = SharedHighlight(jinja_filter, cache)
+        return register(name, jinja_filter)
+
+    exporter.register_filter = register_filter
 
 
 def register_lesson(assignment: str, student: str, notebooks) -> None:
