@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autograder.course import find_lesson, lessons  # noqa: E402
+from autograder.kernels import KernelManager  # noqa: E402
 
 CHECK = [sys.executable, "-m", "autograder", "check"]
 
@@ -63,7 +64,8 @@ def plain_run(path: Path) -> tuple[float, float]:
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         client = NotebookClient(nb, timeout=600, allow_errors=True,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                kernel_manager_class=KernelManager)  # check's client
         client.reset_execution_trackers()
         with client.setup_kernel(cwd=tmp, env={**os.environ, "ATTNLAB_GRADING": "1"}):
             pid = client.km.provisioner.process.pid

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from attnlab.tasks import FULL_STEPS, GRADING_STEPS  # noqa: E402
 from autograder.course import find_lesson, lessons  # noqa: E402
+from autograder.kernels import KernelManager  # noqa: E402
 
 TARGET_S = {"07": 60.0, "08": 60.0, "09": 60.0, "10": 60.0}  # the rest: 30 s (README, "Lessons")
 
@@ -41,7 +42,8 @@ def run_notebook(path: Path, grading: bool = False) -> float:
         env["ATTNLAB_GRADING"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         client = NotebookClient(nb, timeout=600, resources={"metadata": {"path": tmp}},
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                kernel_manager_class=KernelManager)  # see autograder/kernels.py
         start = time.perf_counter()
         client.execute(env=env)  # passed on to the kernel manager's start_kernel
         return time.perf_counter() - start

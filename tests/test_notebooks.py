@@ -40,10 +40,13 @@ def _execute(path):
     import nbformat
     from nbclient import NotebookClient
 
+    from autograder.kernels import KernelManager
+
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         NotebookClient(nb, timeout=300, allow_errors=True, resources={"metadata": {"path": tmp}},
-                       extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute()
+                       extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                       kernel_manager_class=KernelManager).execute()  # autograder/kernels.py
     return nb.cells
 
 
