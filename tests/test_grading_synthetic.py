@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,54 @@ def test_hidden_asserts_stay_hidden(tmp_path):
     assert "double(21) should be 42" in html  # the message reaches the learner
     assert "double(21) ==" not in html  # the hidden assert's source does not
     assert "most recent call last" not in html and "Cell In[" not in html
+
+
+RESTART = """
+import json, sys
+from pathlib import Path
+from autograder.grading import pipeline
+
+real_config, real_start, started = pipeline.nbgrader_config, pipeline.start_shared_zygote, []
+
+
+def config(root, **overrides):  # the course says one worker; the flags said nothing
+    c = real_config(root, **overrides)
+    c.Grading.workers = 1
+    return c
+
+
+def start(image, isolation, clients, **kwargs):
+    started.append(clients)
+    return real_start(image, isolation, clients, **kwargs)
+
+
+pipeline.nbgrader_config, pipeline.start_shared_zygote = config, start
+course, folder, isolation = sys.argv[1], sys.argv[2], sys.argv[3] or None
+summary = pipeline.grade(pipeline.Options(
+    submissions=Path(folder), lesson="90", course=Path(course), out=Path(course) / "graded",
+    isolation=isolation, progress=False), echo=lambda *a, **k: None)
+print(json.dumps({"started": started, "failed": summary["failed"]}))
+"""
+
+
+def test_the_course_settings_replace_an_early_fork_server(tmp_path):
+    """grade starts its fork server before it reads nbgrader_config.py (which imports
+    nbgrader), with the flags' settings: when the course's differ (here c.Grading.workers
+    = 1 against one per core), it starts another, and grades as before."""
+    course, folder = tmp_path / "course", tmp_path / "class"
+    _lesson(course)
+    source = nbformat.read(course / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    (folder / "bo").mkdir(parents=True)
+    nbformat.write(source, folder / "bo" / f"{LESSON}.ipynb")
+    flags = isolation_flags()
+    run = subprocess.run([sys.executable, "-c", RESTART, str(course), str(folder),
+                          flags[1] if flags else ""], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    cores = max(1, os.cpu_count() or 1)
+    assert result == {"started": [cores, 1] if cores != 1 else [1], "failed": {}}
+    timings = json.loads((course / ".grading" / LESSON / "timings.json").read_text())
+    assert timings["workers"] == 1
+    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
+    assert report["bo"]["score"] == 1.0

@@ -309,22 +309,11 @@ class Run:
         else:
             self.lesson = _guess_lesson(submissions)
         self.course.mkdir(parents=True, exist_ok=True)
-        self.config = nbgrader_config(self.course)
-        if opts.db:
-            self.config.CourseDirectory.db_url = normalize_url(opts.db)
-        self.db_url = self.config.CourseDirectory.db_url
-        self.settings = Grading(config=self.config)
-        for name, value in (("workers", opts.workers), ("cell_timeout", opts.timeout),
-                            ("notebook_timeout", opts.notebook_timeout),
-                            ("memory_mb", opts.memory_mb), ("isolation", opts.isolation)):
-            if value is not None:
-                setattr(self.settings, name, value)
         self.out = (opts.out.resolve() if opts.out is not None else
                     self.course / "graded" / self.lesson.name)
-        # nbgrader's feedback folder (c.CourseDirectory.feedback_directory) is the one copy
-        # grade, `autograder feedback` and `nbgrader generate_feedback` all write
-        self.feedback = self.course / self.config.CourseDirectory.feedback_directory
         self.state = self.course / ".grading" / self.lesson.name
+        self.zygote = None  # the shared fork server (_start_zygote)
+        self.db_url = None  # nbgrader's configuration is loaded by run() (_configure)
         self.results = self.state / "results"
         self.outcomes: dict[str, Outcome] = {}
         self.workers: list[WorkerProc] = []
@@ -335,27 +324,49 @@ class Run:
         self.phases: dict[str, float] = {}
         self._task_id = 0
 
+    def _configure(self) -> None:
+        """nbgrader's configuration for this course, and the grading settings (the course's,
+        then the flags). Loading it imports nbgrader (nbgrader_config.py does)."""
+        opts = self.opts
+        self.config = nbgrader_config(self.course)
+        if opts.db:
+            self.config.CourseDirectory.db_url = normalize_url(opts.db)
+        self.db_url = self.config.CourseDirectory.db_url
+        self.settings = Grading(config=self.config)
+        for name, value in (("workers", opts.workers), ("cell_timeout", opts.timeout),
+                            ("notebook_timeout", opts.notebook_timeout),
+                            ("memory_mb", opts.memory_mb), ("isolation", opts.isolation)):
+            if value is not None:
+                setattr(self.settings, name, value)
+        # nbgrader's feedback folder (c.CourseDirectory.feedback_directory) is the one copy
+        # grade, `autograder feedback` and `nbgrader generate_feedback` all write
+        self.feedback = self.course / self.config.CourseDirectory.feedback_directory
+
     # -- entry point
     def run(self) -> dict:
-        tune_sqlite(wal=True)
         os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
-        share_engines()
-        forget_engines()
         environment_on_path()
         for path in (self.state, self.results, self.out):
             path.mkdir(parents=True, exist_ok=True)
         timed = self._timed
-        with timed("setup"):
-            check_connection(self.db_url)
         with RunLock(self.state / "lock"):
             with timed("setup"):
                 _ensure_source(self.course, self.lesson)
             with timed("image"):
                 image, image_warnings = build_image(self.lesson, self.course / ".grading" /
                                                     "images")
-            with timed("workers_start"):
-                self._start_workers(image)  # they warm up while we prepare the gradebook
             try:
+                with timed("workers_start"):  # torch & co. imported there, nbgrader here
+                    self._start_zygote(image, self.opts.isolation or "auto",
+                                       self.opts.workers or max(1, os.cpu_count() or 1))
+                with timed("setup"):
+                    tune_sqlite(wal=True)
+                    share_engines()  # (imports nbgrader)
+                    forget_engines()
+                    self._configure()
+                    check_connection(self.db_url)
+                with timed("workers_start"):
+                    self._start_workers(image)  # they warm up while we prepare the gradebook
                 with timed("register"):
                     self.release = _ensure_assignment(self.course, self.lesson, self.config,
                                                       self.state)
@@ -378,7 +389,8 @@ class Run:
                         worker.close()
                     self._stop_zygote()
                     shutil.rmtree(getattr(self, "scratch", "/nonexistent"), ignore_errors=True)
-                    restore_sqlite(self.db_url)
+                    if self.db_url:
+                        restore_sqlite(self.db_url)
             for warning in image_warnings:
                 self.echo(f"note: {warning}")
             with timed("export"):
@@ -468,12 +480,10 @@ class Run:
                   "memory_mb": self.settings.memory_mb,
                   "processes": self.settings.processes,
                   "output_mb": self.settings.output_mb, "tmpfs_mb": self.settings.tmpfs_mb}
-        # one fork server for all workers: torch & co. imported once, then it forks a copy
-        # of itself per worker; it and the kernels it forks are niced as the workers are
-        # (this process, the only gradebook writer, is the critical path)
-        self.zygote, fds = start_shared_zygote(image, self.settings.isolation, n,
-                                               log=self.state / "forkserver.log",
-                                               nice=WORKER_NICE)
+        if self._zygote_for != (self.settings.isolation, n):  # the course's settings differ
+            self._stop_zygote()
+            self._start_zygote(image, self.settings.isolation, n)
+        fds, self._zygote_fds = self._zygote_fds, None
         for i in range(n):
             slot = scratch / f"w{i}"
             slot.mkdir()
@@ -486,9 +496,23 @@ class Run:
                    "log": str(self.state / f"worker{i}.log"), "zygote_fds": list(fds[i])}
             self.workers.append(WorkerProc(i, cfg, self.state / f"worker{i}.log"))
 
+    def _start_zygote(self, image: Path, isolation: str, workers: int) -> None:
+        """One fork server for all workers: torch & co. imported once, then it forks a copy
+        of itself per worker. Started before nbgrader's configuration is loaded here (it
+        imports nbgrader), with the flags' isolation and number of workers; _start_workers
+        starts another if the course's settings say otherwise. It and the kernels it forks
+        are niced as the workers are (this process, the only gradebook writer, is the
+        critical path)."""
+        self.zygote, self._zygote_fds = start_shared_zygote(
+            image, isolation, workers, log=self.state / "forkserver.log", nice=WORKER_NICE)
+        self._zygote_for = (isolation, workers)
+
     def _stop_zygote(self) -> None:
-        """The shared fork server exits when its worker tells it to (or goes away)."""
-        zygote = getattr(self, "zygote", None)
+        """The shared fork server exits when its workers tell it to (or go away)."""
+        for fd in (fd for pair in getattr(self, "_zygote_fds", None) or () for fd in pair):
+            os.close(fd)  # no worker got these: its copies see their end of file
+        self._zygote_fds = None
+        zygote, self.zygote = self.zygote, None
         if zygote is not None:
             try:
                 zygote.wait(timeout=5)
