@@ -1,7 +1,7 @@
 """Plain `nbgrader autograde` against `python -m autograder grade`, same class, same window.
 
     .venv/bin/python benchmarks/grading.py                  # 40 learners of lesson 01
-    .venv/bin/python benchmarks/grading.py --lesson 01 --lesson 06 --repeat 3 \
+    .venv/bin/python benchmarks/grading.py --lesson 01 --lesson 06:20 --repeat 2 \
         --growth 160,640                                    # what BENCHMARKS.md shows
 
 For each lesson a class is generated from its release: lesson 01 from the honest variants
@@ -392,7 +392,7 @@ def _report(args, rows: list[dict], growth: list[dict]) -> str:
               "the two gradebooks (and, on lesson 01, equal to the variant's expected "
               "score).",
               "- `grade` includes its fixed start-up (registering the lesson, building the "
-              "sandbox image, each worker's pre-imported fork server), its feedback, "
+              "sandbox image, the pre-imported fork server, the workers), its feedback, "
               "export, report and insight; `nbgrader autograde` writes none of these "
               "(the next column adds its `generate_feedback` + `export`).", ""]
     for lesson in dict.fromkeys(r["lesson"] for r in rows):
