@@ -122,11 +122,14 @@ def two_at_once(path: Path, repeat: int) -> tuple[float, float]:
     return one, two
 
 
+PAIR_DEFAULT = ["01", "06"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("lessons", nargs="*")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--pair", nargs="*", default=["01", "06"],
+    parser.add_argument("--pair", nargs="*", default=PAIR_DEFAULT,
                         help="lessons for the two-at-once rows")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "CHECK.md"))
     args = parser.parse_args()
@@ -162,7 +165,8 @@ def main() -> int:
 def write_section(args, rows, pairs, worst, load_start, unmeasured) -> None:
     """The section as measured so far (rewritten after each lesson)."""
     command = "`.venv/bin/python benchmarks/check_overhead.py" + \
-        (" " + " ".join(args.lessons) if args.lessons else "") + f" --repeat {args.repeat}`"
+        (" " + " ".join(args.lessons) if args.lessons else "") + f" --repeat {args.repeat}" + \
+        (" --pair " + " ".join(args.pair) if args.pair != PAIR_DEFAULT else "") + "`"
     load_end = os.getloadavg()[0]
     text = f"""# The self-check: overhead over the notebook's own run
 
