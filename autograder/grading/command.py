@@ -3,7 +3,6 @@ small)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 
@@ -29,7 +28,10 @@ def add_parser(sub) -> None:
                    help="where grades.csv, report.txt and report.json go, with a copy of "
                         "the feedback in OUT/feedback (default: graded/NN_lesson in the "
                         "course folder)")
-    p.add_argument("--course", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--course", type=Path,
+                   help="the nbgrader course folder: its nbgrader_config.py, gradebook and "
+                        "graded/ (default: this repository; `make hub-grade` passes the "
+                        "hub's course)")
     p.add_argument("--pattern", help="regex for LMS file names with a (?P<student_id>...) "
                                      "group (default: Canvas and Moodle names)")
     p.add_argument("--isolation", choices=["auto", "root", "userns", "none"],
@@ -64,7 +66,8 @@ def add_feedback_parser(sub) -> None:
                     "with the manual points.")
     p.add_argument("--lesson", required=True, help="the lesson (03 or 03_multi_head_attention)")
     p.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
-    p.add_argument("--course", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--course", type=Path,
+                   help="the nbgrader course folder (default: this repository)")
     p.set_defaults(func=run_feedback)
 
 
