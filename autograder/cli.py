@@ -8,7 +8,7 @@ import logging
 import sys
 import warnings
 
-from .course import CourseError
+from .course import CourseError, without_iri_grammar
 
 
 def _build(args) -> int:
@@ -40,10 +40,7 @@ def _check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # nbformat's jsonschema compiles an RFC 3987 grammar at import when the optional
-    # rfc3987_syntax is installed (about 1 s of CPU) for the "iri" string formats, which no
-    # notebook schema uses: this short-lived process goes without them
-    sys.modules.setdefault("rfc3987_syntax", None)
+    without_iri_grammar()
     parser = argparse.ArgumentParser(prog="python -m autograder",
                                      description="Attention Lab's autograder.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -149,6 +149,14 @@ def run_nbgrader(app_name: str, config: Config, **kwargs) -> dict:
     return result
 
 
+def without_iri_grammar() -> None:
+    """Call before nbformat is imported, in a grading process (``cli.main``, ``grade``'s
+    workers): nbformat's jsonschema compiles an RFC 3987 grammar at import when the optional
+    ``rfc3987_syntax`` is installed, for "iri" string formats that no notebook or nbgrader
+    schema uses (nbformat validates without format checks); the process goes without it."""
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+
 def environment_on_path() -> None:
     """This environment's ``bin`` on PATH, unless it is there: nbgrader runs ``alembic`` from
     PATH (``run_nbgrader``, ``grade`` and its workers all call this one helper)."""

@@ -88,8 +88,8 @@ def _kernel_main() -> None:
     imports are done before it answers, so they overlap the grader's own preparation."""
     import importlib
 
-    # no debugger in a grading kernel: ipykernel sets debugpy up at start-up when it can
-    # import it (a tenth of a second or more); with the import refused it skips that
+    # no debugger in a grading kernel: ipykernel sets debugpy up at start-up whenever it
+    # can import it; with the import refused it skips that
     sys.modules.setdefault("debugpy", None)
     from ipykernel.kernelapp import IPKernelApp
 

@@ -20,15 +20,13 @@ import traceback
 import warnings
 from pathlib import Path
 
+from ..course import environment_on_path, without_iri_grammar
+
 if __name__ == "__main__":
-    # a worker process goes without jsonschema's RFC 3987 grammar, as cli.main does for the
-    # grader: compiled when nbformat imports jsonschema, for "iri" string formats that no
-    # notebook or nbgrader schema uses (and nbformat validates without format checks)
-    sys.modules.setdefault("rfc3987_syntax", None)
+    without_iri_grammar()
 
 import nbformat  # noqa: E402
 
-from ..course import environment_on_path  # noqa: E402
 from .executor import Limits, SandboxedKernel, SandboxError, Zygote  # noqa: E402
 
 
