@@ -119,3 +119,76 @@ def test_the_course_settings_replace_an_early_fork_server(tmp_path):
     assert timings["workers"] == 1
     report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
     assert report["bo"]["score"] == 1.0
+
+
+COPIES = """
+import json, os, signal, sys, time
+from pathlib import Path
+from autograder.grading import pipeline
+from autograder.grading.executor import _alive
+
+Run, seen = pipeline.Run, {}
+real_await, real_grade_all, real_handle = Run._await_workers, Run._grade_all, Run._handle
+
+
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def await_workers(self):
+    real_await(self)
+    seen["pids"] = [w.pid for w in self.workers]
+    seen["parents"] = [parent(w.pid) for w in self.workers]
+    seen["grader"] = os.getpid()
+
+
+def grade_all(self, learners):
+    os.kill(self.workers[2].pid, signal.SIGKILL)  # dies idle: the first task sent fails
+    while _alive(self.workers[2].pid):
+        time.sleep(0.01)
+    return real_grade_all(self, learners)
+
+
+def handle(self, reply):
+    if not seen.get("killed") and self.workers[1].pid == seen["pids"][1]:
+        seen["killed"] = True
+        os.kill(seen["pids"][1], signal.SIGKILL)  # dies busy: its channel ends
+    return real_handle(self, reply)
+
+
+Run._await_workers, Run._grade_all, Run._handle = await_workers, grade_all, handle
+course, folder, isolation = sys.argv[1], sys.argv[2], sys.argv[3] or None
+summary = pipeline.grade(pipeline.Options(
+    submissions=Path(folder), lesson="90", course=Path(course), out=Path(course) / "graded",
+    isolation=isolation, progress=False, workers=3), echo=lambda *a, **k: None)
+seen["failed"] = summary["failed"]
+print(json.dumps(seen))
+"""
+
+
+def test_workers_are_copies_of_the_first_and_a_dead_one_is_replaced(tmp_path):
+    """grade starts one worker process, which forks a copy of itself per further worker
+    once its imports are done; a copy that dies, idle or in the middle of its tasks, is
+    replaced by a worker process of its own and its learners are graded all the same, and
+    no worker is left behind after the run."""
+    from autograder.grading.executor import _alive
+
+    course, folder = tmp_path / "course", tmp_path / "class"
+    _lesson(course)
+    source = nbformat.read(course / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    for name in ("a", "b", "c", "d", "e", "f"):
+        (folder / name).mkdir(parents=True)
+        nbformat.write(source, folder / name / f"{LESSON}.ipynb")
+    flags = isolation_flags()
+    run = subprocess.run([sys.executable, "-c", COPIES, str(course), str(folder),
+                          flags[1] if flags else ""], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    first, *copies = seen["pids"]
+    assert seen["parents"] == [seen["grader"], first, first]  # forked by worker 0
+    assert seen["killed"] and seen["failed"] == {}
+    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
+    assert {name: r["score"] for name, r in report.items()} == dict.fromkeys("abcdef", 1.0)
+    assert not any(_alive(pid) for pid in seen["pids"])

@@ -26,9 +26,11 @@ import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -54,7 +56,7 @@ from .db import (
     share_engines,
     tune_sqlite,
 )
-from .executor import start_shared_zygote
+from .executor import _alive, start_shared_zygote
 from .image import build_image
 from .journal import Journal, RunLock
 from .settings import Grading
@@ -230,7 +232,10 @@ def _ensure_assignment(course: Path, lesson: Lesson, config, state: Path) -> Pat
 
 
 class WorkerProc:
-    def __init__(self, index: int, cfg: dict, log_path: Path):
+    """A grading worker as the main process sees it: a process started here, or a copy of
+    the first worker, forked by it once its imports are done (``start_all``)."""
+
+    def __init__(self, index: int, cfg: dict, log_path: Path, copies: list[dict] = ()):
         up_r, up_w = os.pipe()    # worker -> grader
         down_r, down_w = os.pipe()  # grader -> worker
         self.index = index
@@ -239,20 +244,53 @@ class WorkerProc:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         zygote = tuple(cfg.get("zygote_fds") or ())  # its copy of the shared fork server
+        # the copies it forks: each its own channel and copy of the fork server
+        theirs, specs, self.copies = [], [], []
+        for copy in copies:
+            c_up_r, c_up_w = os.pipe()
+            c_down_r, c_down_w = os.pipe()
+            theirs += [c_down_r, c_up_w, *(copy.get("zygote_fds") or ())]
+            specs.append({"cfg": copy, "fds": [c_down_r, c_up_w], "log": copy["log_path"]})
+            self.copies.append(WorkerProc._copy(copy["index"], copy, Channel(c_up_r, c_down_w)))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autograder.grading.worker", str(down_r), str(up_w)],
-            pass_fds=(down_r, up_w, *zygote), stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=self._log, cwd=str(ROOT), env=env)
+            pass_fds=(down_r, up_w, *zygote, *theirs), stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=self._log, cwd=str(ROOT), env=env)
         os.close(down_r)
         os.close(up_w)
-        for fd in zygote:  # the worker's now (a replacement starts a fork server of its own)
-            os.close(fd)
+        for fd in (*zygote, *theirs):  # the worker's now (a replacement starts a fork
+            os.close(fd)                # server of its own)
         self.cfg = {k: v for k, v in cfg.items() if k != "zygote_fds"}
         self.channel = Channel(up_r, down_w)
-        self.channel.send(cfg)
+        self.channel.send(dict(cfg, copies=specs) if specs else cfg)
+        self.pid = self.proc.pid
         self.tasks: list[dict] = []
         self.info: dict = {}
         self._stopped = False
+
+    @classmethod
+    def start_all(cls, cfgs: list[dict], state: Path) -> list[WorkerProc]:
+        """Every worker of a run: the first started as a process that, once it has imported
+        nbgrader, torch and the reference kernels, forks a copy of itself for each of the
+        others (each then attaches to its own copy of the fork server). One worker's
+        imports instead of one per worker: the run's start is CPU-bound on every core."""
+        copies = [dict(cfg, index=i, log_path=str(state / f"worker{i}.log"))
+                  for i, cfg in enumerate(cfgs) if i]
+        first = cls(0, cfgs[0], state / "worker0.log", copies=copies)
+        return [first, *first.copies]
+
+    @classmethod
+    def _copy(cls, index: int, cfg: dict, channel: Channel) -> WorkerProc:
+        self = cls.__new__(cls)
+        self.index, self.channel, self.copies = index, channel, []
+        # what a replacement needs (it is started as a process of its own)
+        self.cfg = {k: v for k, v in cfg.items()
+                    if k not in ("zygote_fds", "index", "log_path")}
+        self._log = None
+        self.proc = None
+        self.pid = None  # known from its "ready" message (worker 0 is its parent)
+        self.tasks, self.info, self._stopped = [], {}, False
+        return self
 
     def fileno(self) -> int:
         return self.channel.fileno()
@@ -260,6 +298,16 @@ class WorkerProc:
     def send(self, task: dict) -> None:
         self.tasks.append(task)
         self.channel.send(task)
+
+    def ready(self, info: dict) -> None:
+        self.info = info
+        if self.proc is None and isinstance(info.get("pid"), int):
+            self.pid = info["pid"]
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.pid is not None and _alive(self.pid)
 
     def stop(self) -> None:
         """Ask the worker to finish (close() waits for it; stop all, then close all)."""
@@ -272,13 +320,25 @@ class WorkerProc:
 
     def close(self) -> None:
         self.stop()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        else:  # a copy, not our child (worker 0 reaps it): its end closes when it exits
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                readable, _, _ = select.select([self.channel.read_fd], [], [],
+                                               max(0.0, end - time.monotonic()))
+                if readable and not os.read(self.channel.read_fd, 1 << 16):
+                    break
+            if self.pid is not None and _alive(self.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, signal.SIGKILL)
         self.channel.close()
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -323,6 +383,7 @@ class Run:
         self._t0 = time.perf_counter()
         self.phases: dict[str, float] = {}
         self._task_id = 0
+        self._insight_import: threading.Thread | None = None
 
     def _configure(self) -> None:
         """nbgrader's configuration for this course, and the grading settings (the course's,
@@ -424,8 +485,28 @@ class Run:
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self.state / "timings.json")
 
+    def _warm_insight(self) -> None:
+        """Import the insight report's plotting library in a thread once every learner is
+        handed to a worker: the run's last learners leave a core idle, and the report is
+        written right after them."""
+        if self._insight_import is None:
+            def warm() -> None:
+                with contextlib.suppress(Exception):  # _insight imports it again and says
+                    import matplotlib
+
+                    matplotlib.use("Agg")
+                    import matplotlib.pyplot  # noqa: F401
+
+                    from .. import insight  # noqa: F401
+
+            self._insight_import = threading.Thread(target=warm, name="insight-import",
+                                                    daemon=True)
+            self._insight_import.start()
+
     def _insight(self) -> None:
         """What the class got wrong: graded/NN_x/insight.html and .json (autograder.insight)."""
+        if self._insight_import is not None:
+            self._insight_import.join()
         from ..insight import write_insight
 
         try:
@@ -484,6 +565,7 @@ class Run:
             self._stop_zygote()
             self._start_zygote(image, self.settings.isolation, n)
         fds, self._zygote_fds = self._zygote_fds, None
+        cfgs = []
         for i in range(n):
             slot = scratch / f"w{i}"
             slot.mkdir()
@@ -494,7 +576,8 @@ class Run:
                    "slot": str(slot), "uid": base + i, "db_url": self.db_url,
                    "nbgrader_config": self.config, "python": sys.executable,
                    "log": str(self.state / f"worker{i}.log"), "zygote_fds": list(fds[i])}
-            self.workers.append(WorkerProc(i, cfg, self.state / f"worker{i}.log"))
+            cfgs.append(cfg)
+        self.workers = WorkerProc.start_all(cfgs, self.state)
 
     def _start_zygote(self, image: Path, isolation: str, workers: int) -> None:
         """One fork server for all workers: torch & co. imported once, then it forks a copy
@@ -529,7 +612,7 @@ class Run:
                                  f"{self.state / f'worker{worker.index}.log'})"}
             if "error" in info:
                 raise CourseError(f"a grading worker could not start: {info['error']}")
-            worker.info = info
+            worker.ready(info)
         self.mode, self.mode_why = self.workers[0].info["mode"], self.workers[0].info["why"]
         if self.mode != "root":
             self.echo(_isolation_warning(self.mode, self.mode_why), file=sys.stderr)
@@ -601,6 +684,8 @@ class Run:
         try:
             while any(o.status == "pending" for o in self.outcomes.values()):
                 self._feed_workers()
+                if not execute:
+                    self._warm_insight()
                 self._drain(timeout=0)
                 if autograde:
                     self._autograde(autograde.popleft())
@@ -629,7 +714,8 @@ class Run:
 
     def _feed_workers(self) -> None:
         execute, _, feedback = self.queues
-        for worker in self.workers:
+        for i in range(len(self.workers)):
+            worker = self.workers[i]
             while len(worker.tasks) < 2 and (feedback or execute):
                 if feedback:
                     task = {"type": "feedback", "student": feedback.popleft()}
@@ -637,7 +723,11 @@ class Run:
                     task = {"type": "execute", "student": execute.popleft()}
                 self._task_id += 1
                 task["id"] = self._task_id
-                worker.send(task)
+                try:
+                    worker.send(task)
+                except OSError:  # it died between tasks: its tasks, this one too, go to
+                    self._worker_died(worker)  # a replacement
+                    worker = self.workers[i]
 
     def _drain(self, timeout: float, want: int | None = None):
         """Handle worker replies (waiting up to ``timeout`` for the first); with ``want``,
@@ -667,8 +757,10 @@ class Run:
         worker.close()
         replacement = WorkerProc(worker.index, worker.cfg, self.state /
                                  f"worker{worker.index}.log")
-        info = replacement.channel.recv()
-        replacement.info = info
+        try:
+            replacement.ready(replacement.channel.recv())
+        except EOFError:
+            replacement.ready({"error": "the worker exited while starting"})
         self.workers[index] = replacement
         for task in tasks:
             student = task["student"]
@@ -779,7 +871,7 @@ class Run:
         reply = None
         while reply is None:
             reply = self._drain(timeout=5.0, want=task["id"])
-            if reply is None and worker.proc.poll() is not None:
+            if reply is None and not worker.alive():
                 raise RuntimeError("the grading worker died")
         if not reply.get("ok"):
             raise RuntimeError(reply.get("error", "could not run the notebook"))

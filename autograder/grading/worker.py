@@ -9,6 +9,7 @@ process's nbgrader autograde will pick it up. It also renders feedback with nbgr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -190,14 +191,80 @@ class Worker:
         return self._feedback
 
 
-def worker_main(conn, cfg: dict) -> None:
-    """Entry point of a worker process (``python -m autograder.grading.worker R W``)."""
+def _die_with_parent() -> None:
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # die with the grader
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+
+
+def _fork_copies(conn, cfg: dict, specs: list[dict]):
+    """Worker 0, its imports done: fork a copy of itself for each further worker (grade's
+    ``WorkerProc.start_all``). Returns ``(conn, cfg, [])`` in a copy (its own channel and
+    settings), ``(conn, cfg, pids)`` here. No thread runs and no file object wraps another
+    worker's descriptors yet, so each copy closes what is not its own by number."""
+    from .channel import Channel
+
+    if _threads() != 1:  # forking a threaded process is unsafe: each copy is then told so
+        for spec in specs:
+            with contextlib.suppress(OSError):
+                Channel(*spec["fds"]).send(
+                    {"type": "ready", "error": f"worker 0 has {_threads()} threads"})
+            for fd in (*spec["fds"], *(spec["cfg"].get("zygote_fds") or ())):
+                os.close(fd)
+        return conn, cfg, []
+    parent, pids = os.getpid(), []
+    for k, spec in enumerate(specs):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            later = [fd for s in specs[k + 1:]
+                     for fd in (*s["fds"], *(s["cfg"].get("zygote_fds") or ()))]
+            for fd in (conn.read_fd, conn.write_fd, *(cfg.get("zygote_fds") or ()), *later):
+                os.close(fd)
+            log = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+            _die_with_parent()  # with worker 0, which dies with the grader
+            if os.getppid() != parent:
+                os._exit(0)
+            return Channel(*spec["fds"]), spec["cfg"], []
+        pids.append(pid)
+        for fd in (*spec["fds"], *(spec["cfg"].get("zygote_fds") or ())):
+            os.close(fd)
+    return conn, cfg, pids
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 2
+
+
+def _reap(pids: list[int], seconds: float = 10.0) -> None:
+    """Worker 0, stopping: wait for its copies (told to stop too) so none is left a zombie."""
+    end = time.monotonic() + seconds
+    left = list(pids)
+    while left and time.monotonic() < end:
+        for pid in list(left):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                left.remove(pid)
+        if left:
+            time.sleep(0.01)
+
+
+def worker_main(conn, cfg: dict) -> None:
+    """Entry point of a worker process (``python -m autograder.grading.worker R W``)."""
+    _die_with_parent()  # die with the grader
     environment_on_path()
     os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
     # torch on one thread here (set before it is imported): the verdicts' tensors are tiny,
@@ -215,22 +282,29 @@ def worker_main(conn, cfg: dict) -> None:
 
     tune_sqlite()
     share_engines()
-    worker = Worker(cfg)
+    copies: list[int] = []
+    worker = None
     try:
         # the fork server imports torch & co. in the background while we import nbgrader:
-        # grade's shared one (started before this worker), else one of our own
+        # grade's shared one (started before this worker, attached to below), else one of
+        # our own, started now
         shared = cfg.get("zygote_fds")
-        worker.zygote = Zygote.attach(Path(cfg["image"]), tuple(shared)) if shared else \
-            Zygote(Path(cfg["image"]), cfg["isolation"], log=Path(cfg["log"]))
+        own = None if shared else Zygote(Path(cfg["image"]), cfg["isolation"],
+                                         log=Path(cfg["log"]))
         import nbgrader.converters  # noqa: F401
         import nbgrader.preprocessors  # noqa: F401
 
         from . import nbgrader_hooks, trusted, verdict  # noqa: F401
 
         trusted.load(cfg["lesson"][:2])
+        if cfg.get("copies") and shared:
+            conn, cfg, copies = _fork_copies(conn, cfg, cfg["copies"])
+            shared = cfg.get("zygote_fds")
+        worker = Worker(cfg)
+        worker.zygote = Zygote.attach(Path(cfg["image"]), tuple(shared)) if shared else own
         zygote = worker.start_zygote()
         conn.send({"type": "ready", "mode": zygote.mode, "why": zygote.why,
-                   "missing": zygote.missing})
+                   "missing": zygote.missing, "pid": os.getpid()})
     except Exception as exc:
         conn.send({"type": "ready", "error": f"{type(exc).__name__}: {exc}"})
         return
@@ -256,6 +330,7 @@ def worker_main(conn, cfg: dict) -> None:
             break
     if worker.zygote is not None:
         worker.zygote.close()
+    _reap(copies)
 
 
 if __name__ == "__main__":
