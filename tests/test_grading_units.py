@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autograder.checks import REGISTRY as REAL
 from autograder.course import ROOT, find_lesson, lessons
@@ -19,7 +23,9 @@ from autograder.grading.journal import Journal
 from autograder.grading.nbgrader_hooks import (
     DropDuplicateIds,
     HideHiddenTests,
+    SoupPass,
     share_highlighting,
+    share_soup,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/grading_fixtures
@@ -410,3 +416,137 @@ def test_shared_highlighting_renders_the_same_html():
         Highlight2HTML.__call__ = original
     highlighted = sum(c.cell_type == "code" for nb in pages for c in nb.cells)
     assert highlighted < len(calls) < 2 * highlighted  # the shared exporter reused some
+
+
+# ----------------------------------------------------------------------------- the soup pass
+
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+       "rkJggg==")
+HOSTILE = [  # HTML outputs a learner's cells can produce: each a different parsing hazard
+    "<b>fine</b>", "<div>left open", "</div>closes the page's", "</main></body>",
+    "<script>unclosed", "<br></br>", "x</br>y", "<img src='a.png'>", "<pre>  \n  </pre>",
+    '<div class="jp-Notebook"><div class="jp-Cell-inputWrapper">in</div></div>',
+    "<!--attnlab-soup-cells-->", "<!-- unclosed", "<div", "&amp &lt; &#60 x < y",
+    '<div class="cell border-box-sizing code_cell rendered">a fake cell</div>', "  \n ",
+    "<style>p {}</style>", "<textarea>\n\n</textarea>", "<p>one<p>two",
+]
+
+
+def _page(exporter, nb) -> str:
+    """The page an HTML exporter renders before its BeautifulSoup pass."""
+    from unittest import mock
+
+    from nbconvert.exporters.templateexporter import TemplateExporter
+
+    pages, real = [], TemplateExporter.from_notebook_node
+
+    def grab(self, nb, resources=None, **kw):
+        out = real(self, nb, resources, **kw)
+        pages.append(out[0])
+        return out
+
+    with mock.patch.object(TemplateExporter, "from_notebook_node", grab):
+        exporter.from_notebook_node(nb)
+    return pages[-1]
+
+
+def _nbconvert_pass(page: str) -> str:
+    """nbconvert's own HTMLExporter.from_notebook_node with this page as its template's."""
+    from unittest import mock
+
+    from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+
+    with mock.patch.object(TemplateExporter, "from_notebook_node",
+                           lambda self, nb, resources=None, **kw: (page, resources)):
+        return HTMLExporter().from_notebook_node(nbformat.v4.new_notebook())[0]
+
+
+def _with_outputs(nb, extra: list[str]):
+    """The notebook with outputs in its code cells: images without alt text, text, errors,
+    and the given HTML outputs (one per cell, in order)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
+        cell.outputs = [nbformat.v4.new_output("stream", text=f"cell {i} <ok> & done\n")]
+        if i % 3 == 0:
+            cell.outputs.append(nbformat.v4.new_output("display_data", data={"image/png": PNG}))
+        if i % 5 == 1:
+            cell.outputs.append(nbformat.v4.new_output("error", ename="ValueError",
+                                                       evalue="bad <input>", traceback=[]))
+        if i < len(extra):
+            cell.outputs.append(nbformat.v4.new_output("display_data",
+                                                       data={"text/html": extra[i]}))
+    return nb
+
+
+def test_soup_pass_gives_nbconvert_s_page():
+    """The feedback exporter does nbconvert's closing BeautifulSoup pass a cell at a time,
+    remembering cells: is every page the string nbconvert's own pass makes of it, with the
+    lesson's pages, images, and HTML outputs that leave elements open, close the page's,
+    open a script, repeat the marker? Are cells every learner has parsed once, and does
+    only a page with such a hazard take nbconvert's whole-page way?"""
+    from nbconvert import HTMLExporter
+
+    classic = HTMLExporter(template_name="classic")
+    clean, hazards = [], []
+    for number in ("01", "06"):
+        release = nbformat.read(find_lesson(number).release, as_version=4)
+        clean += [_page(classic, release), _page(classic, _with_outputs(release, []))]
+        places = [f"<i>output {k}</i>" for k in range(len(HOSTILE))]
+        page = _page(classic, _with_outputs(release, places))
+        clean.append(page)
+        # the template inserts an HTML output as it is: each hazard in its own page
+        hazards += [page.replace(places[k], hazard) for k, hazard in enumerate(HOSTILE)]
+        hazards.append(functools.reduce(lambda p, k: p.replace(places[k], HOSTILE[k]),
+                                        range(len(HOSTILE)), page))
+        # BeautifulSoup remembers a void element's start across the page: a later end tag
+        # of it is dropped, not parsed (here the spaces around it then make one string)
+        hazards.append(page.replace(places[0], "<img src='a.png'>").replace(
+            places[1], " </img> "))
+    soup_pass, parsed, whole = SoupPass(), [], []
+    original, real_whole = SoupPass._cell, SoupPass.whole
+    SoupPass._cell = lambda self, *a: parsed.append(1) or original(self, *a)
+    SoupPass.whole = lambda self, page: whole.append(page) or real_whole(self, page)
+    try:
+        for page in clean + hazards:
+            assert soup_pass(page)[0] == _nbconvert_pass(page)
+    finally:
+        SoupPass._cell, SoupPass.whole = original, real_whole
+    cells = sum(len(re.findall(SoupPass.CELLS, page)) for page in clean + hazards)
+    assert len(parsed) < cells / 4  # the lesson's cells were parsed once, not per page
+    assert not any(page in whole for page in clean)
+    assert 0 < len(whole) < len(hazards)  # those that need it, not every one
+
+
+def test_the_feedback_exporter_uses_the_soup_pass():
+    """share_soup: the exporter's page is nbconvert's, and its cells are remembered."""
+    from nbconvert import HTMLExporter
+
+    release = nbformat.read(find_lesson("01").release, as_version=4)
+    shared = HTMLExporter(template_name="classic")
+    share_soup(shared)
+    nb = _with_outputs(release, HOSTILE[:1])
+    ours = shared.from_notebook_node(nb)[0]
+    assert ours == _nbconvert_pass(_page(HTMLExporter(template_name="classic"), nb))
+    assert 'alt="No description has been provided for this image"' in ours
+
+
+FRAGMENTS = st.lists(st.sampled_from(
+    HOSTILE + ["<div>", "</div>", "<span class='s'>", "</span>", "<p>", "</p>", "text",
+               "<pre>", "</pre>", " ", "\n", "<img src=x>", "<img alt=y>", "</img>",
+               "<script>", "</script>", "<body>", "</p >"]), max_size=10).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(FRAGMENTS, min_size=1, max_size=4))
+def test_soup_pass_on_any_cells(contents):
+    """Any HTML in any cell: the pass (one remembering instance for all examples, so cells
+    recur in other pages) gives nbconvert's page."""
+    head = '<html><body><div class="jp-Notebook"><main id="notebook-container">\n'
+    cells = "".join(f'{SoupPass.CELL}code_cell">\n{c}\n</div>\n' for c in contents)
+    page = head + cells + "</main></div>\n</body>\n</html>"
+    assert _SHARED_PASS(page)[0] == _nbconvert_pass(page)
+
+
+_SHARED_PASS = SoupPass()

@@ -108,6 +108,7 @@ def reuse_exporter(converter):
             for pp in self.preprocessors:
                 self.exporter.register_preprocessor(pp)
             share_highlighting(self.exporter)
+            share_soup(self.exporter)
             self._attnlab_exporter = self.exporter
         currdir = os.getcwd()
         os.chdir(self.coursedir.root)
@@ -159,6 +160,157 @@ def share_highlighting(exporter) -> None:
         return register(name, jinja_filter)
 
     exporter.register_filter = register_filter
+
+
+class SoupPass:
+    """The end of nbconvert's ``HTMLExporter.from_notebook_node``: the rendered page parsed
+    with BeautifulSoup (``html.parser``), images given alt text, inputs and outputs made
+    focusable, the tree serialised again; about half the CPU of a learner's feedback.
+
+    A feedback page is the lesson's cells, most of them the same for every learner, so the
+    pass is done per cell and remembered: the page is cut before each cell's
+    ``<div [id="cell-id=..."] class="cell border-box-sizing ...">`` (nbconvert's classic
+    template, which nbgrader's feedback template extends); the page without its cells is parsed with
+    a marker comment where they were, which gives the open elements around the cells and
+    the serialised text before and after them; each cell is parsed inside those elements
+    (their names and attributes) followed by the marker. A cell whose marker ends up a
+    direct child of the innermost of those elements opened and closed only its own
+    elements, so html.parser and BeautifulSoup build it exactly as within the whole page
+    (the tree builder's state is the stack of open elements' names), and the page is the
+    concatenation. Anything else (a cell that leaves an element open or closes one of the
+    page's, an unclosed script, an end tag of a void element, which BeautifulSoup
+    remembers across the page, the marker in the page) and the whole page takes
+    nbconvert's own pass. The result is the same string (tests/test_grading_units.py)."""
+
+    CELL = '<div class="cell border-box-sizing '  # a cell's start, without its id
+    CELLS = r'<div (?:id="[^"<>]*" )?class="cell border-box-sizing '
+    MARK = "attnlab-soup-cells"
+    VOID_END = None  # compiled on first use: an end tag of any void element
+    LIMIT = 64 << 20  # characters remembered per worker (a class's distinct cells)
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[str, str], tuple[str, int]] = {}
+        self.size = 0
+
+    def __call__(self, page: str) -> tuple[str, int]:
+        """(the page after the pass, how many images got alt text)."""
+        import re
+
+        if SoupPass.VOID_END is None:
+            from bs4.builder import HTMLParserTreeBuilder
+
+            names = "|".join(sorted(HTMLParserTreeBuilder.DEFAULT_EMPTY_ELEMENT_TAGS))
+            SoupPass.VOID_END = re.compile(rf"</\s*(?:{names})(?![-.\w:])", re.IGNORECASE)
+        starts = [m.start() for m in re.finditer(self.CELLS, page)]
+        if len(starts) < 2 or self.MARK in page or self.VOID_END.search(page):
+            return self.whole(page)
+        outer, missing = self._parse(page[:starts[0]] + f"<!--{self.MARK}-->" +
+                                     page[starts[-1]:])
+        marks = self._marks(outer)
+        if len(marks) != 1:
+            return self.whole(page)
+        around = [tag for tag in marks[0].parents if tag is not outer]  # innermost first
+        head, _, tail = str(outer).partition(f"<!--{self.MARK}-->")
+        opening = "".join(_start_tag(tag) for tag in reversed(around))
+        body = []
+        for start, end in zip(starts, starts[1:], strict=False):
+            cell = page[start:end]
+            done = self.cache.get((opening, cell))
+            if done is None:
+                done = self._cell(opening, len(around), cell)
+                if done is None:
+                    return self.whole(page)
+                if self.size + len(cell) + len(done[0]) > self.LIMIT:
+                    self.cache.clear()
+                    self.size = 0
+                self.cache[(opening, cell)] = done
+                self.size += len(cell) + len(done[0])
+            body.append(done[0])
+            missing += done[1]
+        return head + "".join(body) + tail, missing
+
+    def _cell(self, opening: str, depth: int, cell: str) -> tuple[str, int] | None:
+        if not depth:  # cells at the top of the page: no element to parse them in
+            return None
+        soup, missing = self._parse(opening + cell + f"<!--{self.MARK}-->")
+        marks = self._marks(soup)
+        innermost = soup
+        for _ in range(depth):  # the opening elements: each the first child of the last
+            innermost = innermost.contents[0] if innermost.contents else None
+            if innermost is None or getattr(innermost, "name", None) is None:
+                return None
+        if len(marks) != 1 or marks[0].parent is not innermost:
+            return None
+        text = innermost.decode()
+        end = f"<!--{self.MARK}--></{innermost.name}>"
+        if not text.endswith(end) or ">" not in text:
+            return None
+        return text[text.index(">") + 1:-len(end)], missing
+
+    @staticmethod
+    def _parse(html: str):
+        """What nbconvert does to the page: parse, alt text, tabindex."""
+        from bs4 import BeautifulSoup
+
+        soup = BeautifulSoup(html, features="html.parser")
+        missing = 0
+        for elem in soup.select("img:not([alt])"):
+            elem.attrs["alt"] = "No description has been provided for this image"
+            missing += 1
+        for elem in soup.select(".jp-Notebook div.jp-Cell-inputWrapper"):
+            elem.attrs["tabindex"] = "0"
+        for elem in soup.select(".jp-Notebook div.jp-OutputArea-output"):
+            elem.attrs["tabindex"] = "0"
+        return soup, missing
+
+    def _marks(self, soup) -> list:
+        from bs4 import Comment
+
+        return soup.find_all(string=lambda s: isinstance(s, Comment) and s == self.MARK)
+
+    def whole(self, page: str) -> tuple[str, int]:
+        soup, missing = self._parse(page)
+        return str(soup), missing
+
+
+def _start_tag(tag) -> str:
+    import html as html_
+
+    attrs = "".join(
+        f' {key}="{html_.escape(" ".join(v) if isinstance(v, list) else str(v), quote=True)}"'
+        for key, v in tag.attrs.items())
+    return f"<{tag.name}{attrs}>"
+
+
+def share_soup(exporter) -> None:
+    """Give an HTML exporter nbconvert's own ``from_notebook_node`` with its closing
+    BeautifulSoup pass done by a SoupPass (one per exporter, so per worker)."""
+    import types
+
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    soup_pass = SoupPass()
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        # nbconvert 7's HTMLExporter.from_notebook_node, line for line, up to its soup
+        langinfo = nb.metadata.get("language_info", {})
+        lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+        highlight_code = self.filters.get(
+            "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        resources = self._init_resources(resources)
+        filter_data_type = WidgetsDataTypeFilter(
+            notebook_metadata=self._nb_metadata, parent=self, resources=resources)
+        self.register_filter("highlight_code", highlight_code)
+        self.register_filter("filter_data_type", filter_data_type)
+        html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+        html, missing_alt = soup_pass(html)
+        if missing_alt:
+            self.log.warning("Alternative text is missing on %s image(s).", missing_alt)
+        return html, resources
+
+    exporter.from_notebook_node = types.MethodType(from_notebook_node, exporter)
 
 
 def register_lesson(assignment: str, student: str, notebooks) -> None:
