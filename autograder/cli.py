@@ -39,6 +39,14 @@ def _check(args) -> int:
     return 0
 
 
+_PARSED: argparse.Namespace | None = None
+
+
+def parsed() -> argparse.Namespace | None:
+    """The arguments main() last parsed (None before it has)."""
+    return _PARSED
+
+
 def main(argv: list[str] | None = None) -> int:
     without_iri_grammar()
     parser = argparse.ArgumentParser(prog="python -m autograder",
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     add_export_parser(sub)
     args = parser.parse_args(argv)
+    global _PARSED
+    _PARSED = args
     # nbgrader and traitlets log to stderr; the user reads our summary instead
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")

@@ -550,3 +550,18 @@ def test_soup_pass_on_any_cells(contents):
 
 
 _SHARED_PASS = SoupPass()
+
+
+@pytest.mark.parametrize("number", ["01", "06", "10"])
+def test_the_first_worker_renders_a_lesson_page_before_forking(number):
+    """grade's first worker renders the lesson once with its feedback exporter before it
+    forks the others (warm_exporter): it renders without the gradebook, and fills the
+    shared caches with the lesson's cells."""
+    from autograder.course import nbgrader_config
+    from autograder.grading.nbgrader_hooks import warm_exporter
+    from autograder.grading.worker import feedback_converter
+
+    lesson = find_lesson(number)
+    converter = feedback_converter(nbgrader_config(ROOT), lesson.name)
+    warm_exporter(converter, nbformat.read(lesson.source, as_version=4))
+    assert len(converter.exporter.soup_pass.cache) > 5

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--regrade", action="store_true",
                    help="grade everyone again instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, exit_at_once=True)
     add_feedback_parser(sub)
 
 

@@ -100,8 +100,9 @@ def reuse_exporter(converter):
 
     from nbconvert.writers import FilesWriter
 
-    def start(self) -> None:
-        self.init_notebooks()
+    def build(self) -> None:
+        """The exporter, writer and preprocessors ``start`` makes, and the exporter's
+        template loaded and compiled (as its first page would)."""
         if getattr(self, "_attnlab_exporter", None) is None:
             self.writer = FilesWriter(parent=self, config=self.config)
             self.exporter = self.exporter_class(parent=self, config=self.config)
@@ -109,7 +110,12 @@ def reuse_exporter(converter):
                 self.exporter.register_preprocessor(pp)
             share_highlighting(self.exporter)
             share_soup(self.exporter)
+            self.exporter.template  # noqa: B018  (loads and compiles it)
             self._attnlab_exporter = self.exporter
+
+    def start(self) -> None:
+        self.init_notebooks()
+        self.build()
         currdir = os.getcwd()
         os.chdir(self.coursedir.root)
         try:
@@ -118,7 +124,32 @@ def reuse_exporter(converter):
             os.chdir(currdir)
 
     converter.start = types.MethodType(start, converter)
+    converter.build = types.MethodType(build, converter)
     return converter
+
+
+def warm_exporter(converter, nb) -> None:
+    """Render ``nb`` (the lesson) once with a reuse_exporter converter's exporter, its
+    gradebook preprocessors left out, and throw the page away: what a first page costs
+    (the templates compiled, pygments' lexers and nbformat's validator built, the lesson's
+    cells highlighted and parsed into the shared caches) is then paid here, in grade's
+    first worker before it forks the others. The caches are keyed by content, so what
+    they remember of this page is what any page with those cells would get."""
+    converter.build()
+    exporter = converter.exporter
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:  # what nbgrader's GetGrades would have added
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is not None:
+            meta.setdefault("score", 0.0)
+            meta.setdefault("points", 0.0)
+    saved = exporter._preprocessors
+    exporter._preprocessors = [pp for pp in saved if not isinstance(pp, NbGraderPreprocessor)]
+    try:
+        exporter.from_notebook_node(nb, resources={"nbgrader": {
+            "notebook": "lesson", "score": 0.0, "max_score": 0.0, "late_penalty": 0.0}})
+    finally:
+        exporter._preprocessors = saved
 
 
 class SharedHighlight:
@@ -311,6 +342,7 @@ def share_soup(exporter) -> None:
         return html, resources
 
     exporter.from_notebook_node = types.MethodType(from_notebook_node, exporter)
+    exporter.soup_pass = soup_pass
 
 
 def register_lesson(assignment: str, student: str, notebooks) -> None:

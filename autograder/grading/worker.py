@@ -178,17 +178,24 @@ class Worker:
         preprocessors configured) serves every learner, as it does in one `nbgrader
         generate_feedback` run over a class."""
         if self._feedback is None:
-            from nbgrader.converters import GenerateFeedback
-            from nbgrader.coursedir import CourseDirectory
-
-            from .nbgrader_hooks import reuse_exporter
-
-            coursedir = CourseDirectory(config=self.config)
-            coursedir.assignment_id = self.lesson
-            converter = GenerateFeedback(coursedir=coursedir, config=self.config)
-            converter.force = True
-            self._feedback = reuse_exporter(converter)
+            self._feedback = feedback_converter(self.config, self.lesson)
         return self._feedback
+
+
+def feedback_converter(config, lesson: str):
+    """A GenerateFeedback for this lesson with its exporter built (reuse_exporter)."""
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+
+    from .nbgrader_hooks import reuse_exporter
+
+    coursedir = CourseDirectory(config=config)
+    coursedir.assignment_id = lesson
+    converter = GenerateFeedback(coursedir=coursedir, config=config)
+    converter.force = True
+    converter = reuse_exporter(converter)
+    converter.build()
+    return converter
 
 
 def _die_with_parent() -> None:
@@ -297,10 +304,24 @@ def worker_main(conn, cfg: dict) -> None:
         from . import nbgrader_hooks, trusted, verdict  # noqa: F401
 
         trusted.load(cfg["lesson"][:2])
+        feedback = None
         if cfg.get("copies") and shared:
+            # the feedback exporter too, and a first page rendered with it (templates to
+            # compile, lexers to build, the lesson's cells into its caches): once here, not
+            # in each copy as its first learner's feedback
+            with contextlib.suppress(Exception):  # each worker builds its own as before
+                from traitlets.config import Config
+
+                feedback = feedback_converter(Config(cfg["nbgrader_config"]), cfg["lesson"])
+                from .nbgrader_hooks import warm_exporter
+
+                lesson = cfg["lesson"]
+                warm_exporter(feedback, nbformat.read(
+                    Path(cfg["course"]) / "solutions" / lesson / f"{lesson}.ipynb", 4))
             conn, cfg, copies = _fork_copies(conn, cfg, cfg["copies"])
             shared = cfg.get("zygote_fds")
         worker = Worker(cfg)
+        worker._feedback = feedback
         worker.zygote = Zygote.attach(Path(cfg["image"]), tuple(shared)) if shared else own
         zygote = worker.start_zygote()
         conn.send({"type": "ready", "mode": zygote.mode, "why": zygote.why,
