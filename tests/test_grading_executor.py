@@ -74,6 +74,34 @@ def test_the_kernel_sees_only_its_submission(zygote):
     assert not result.events
 
 
+def test_processes_a_cell_leaves_running_are_stopped(zygote):
+    """A child left running, a daemon re-parented to the sandbox's init and a child a
+    thread started: are they stopped after their cell (and said so), while cells that
+    leave nothing behind pass the quick look at the sandbox's process tree?"""
+    nb, result = _run(zygote, [
+        "import os, subprocess, sys, threading, time\n"
+        "sleeper = [sys.executable, '-c', 'import time; time.sleep(60)']\n"
+        "child = subprocess.Popen(sleeper)\n"
+        "middle = os.fork()\n"
+        "if middle == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(middle, 0)\n"
+        "threading.Thread(target=subprocess.Popen, args=(sleeper,)).start()\n"
+        "time.sleep(0.5)\n"
+        "print(len([p for p in os.listdir('/proc') if p.isdigit()]))",
+        "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))",
+        "print('quiet')",
+    ])
+    assert int(_text(nb.cells[0]).strip()) == 5  # init, the kernel and three more
+    assert _text(nb.cells[1]).strip() == "[1, 2]"
+    assert _text(nb.cells[2]).strip() == "quiet"
+    assert [e for e in result.events if "left processes running" in e] == [
+        'the cell "import os, subprocess, sys, threading, time" (In [1]) left processes '
+        "running; they were stopped"]
+
+
 def test_whole_notebook_deadline(zygote):
     """Past the notebook's deadline, is the running cell stopped and the rest marked?"""
     # the deadline falls inside one long cell, whatever the machine's speed

@@ -437,6 +437,8 @@ class SandboxedKernel:
                 return 0  # not a namespace of its own: "everything in it" would be everyone
         except OSError:
             return 0
+        if self._only_init_and_kernel():
+            return 0
         killed = 0
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit() or int(entry.name) == self.pid:
@@ -454,6 +456,27 @@ class SandboxedKernel:
             except (OSError, StopIteration, ValueError, IndexError):
                 continue
         return killed
+
+    def _only_init_and_kernel(self) -> bool:
+        """After most cells the sandbox's PID namespace holds just its init (``self.pid``,
+        its pid 1) and the kernel: the init's only child is the kernel, which has none.
+        Every process in a PID namespace descends from its pid 1 (orphans are re-parented
+        to it, or to a subreaper inside it), so this reads a few small files instead of
+        every process's namespace on the machine (thousands on a hub's server)."""
+        def children(pid: int) -> set[int]:
+            found = set()
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                    found.update(int(x) for x in fh.read().split())
+            return found
+
+        try:
+            with open(f"/proc/{self.pid}/status") as fh:
+                nspid = next(ln for ln in fh if ln.startswith("NSpid:")).split()[-1]
+            kids = children(self.pid)
+            return nspid == "1" and len(kids) == 1 and not children(kids.pop())
+        except (OSError, ValueError, StopIteration):
+            return False  # gone, or no children files (an old kernel): look at every one
 
     def _reap(self) -> None:
         """Stopped children of the kernel stay zombies (and count against the process cap)

@@ -64,6 +64,13 @@ def _preload(extra: list[str]) -> list[str]:
             importlib.import_module(name)
         except Exception as exc:  # an optional library, or a lesson module with a bug
             missing.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    try:  # what each kernel's enable_matplotlib("inline") would read: the installed
+        # packages' backend entry points (matplotlib keeps them once read)
+        from matplotlib.backends import backend_registry
+
+        backend_registry.list_all()
+    except Exception:  # noqa: BLE001  (an older matplotlib: each kernel reads them)
+        pass
     return missing
 
 
