@@ -417,9 +417,12 @@ def _report(args, rows: list[dict], growth: list[dict]) -> str:
         a, b = growth[-2], growth[-1]
         slope = (b["seconds"] - a["seconds"]) / (b["learners"] - a["learners"])
         fixed = b["seconds"] - slope * b["learners"]
-        lines += ["", f"Predicting a class: about {fixed:.0f} s + {slope:.3f} s per learner "
-                  f"on this machine (the last two rows), so 600 learners in about "
-                  f"{(fixed + slope * 600) / 60:.0f} minutes. Peak memory went from "
+        # below a second the fixed part is within the rows' noise (it can come out < 0)
+        cost = (f"{fixed:.0f} s + {slope:.3f} s per learner" if fixed >= 1 else
+                f"{slope:.3f} s per learner (no fixed part above the noise)")
+        lines += ["", f"Predicting a class: about {cost} on this machine (the last two "
+                  f"rows), so 600 learners in about {(max(fixed, 0) + slope * 600) / 60:.1f} "
+                  "minutes. Peak memory went from "
                   f"{growth[0]['peak']:.0f} MiB ({growth[0]['learners']} learners) to "
                   f"{b['peak']:.0f} MiB ({b['learners']}): one kernel per worker at a time, "
                   "the gradebook on disk."]

@@ -42,6 +42,15 @@ def test_unusable_input_gets_one_line_and_nonzero_exit(tmp_path, content, reason
     assert reason in json.loads(as_json.stdout)["error"]
 
 
+def test_grade_keeps_its_exit_code_and_message(tmp_path):
+    """grade ends with os._exit once it is done: does a bad class folder still get its
+    one-line error, everything printed, and exit code 2?"""
+    result = run_cli("grade", str(tmp_path / "nowhere"), "--lesson", "01",
+                     "--course", str(tmp_path / "course"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such file or folder"
+
+
 def test_unrelated_notebook_is_refused(tmp_path):
     """Is a notebook from another course refused as 'not an Attention Lab lesson'?"""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
