@@ -192,3 +192,75 @@ def test_workers_are_copies_of_the_first_and_a_dead_one_is_replaced(tmp_path):
     report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
     assert {name: r["score"] for name, r in report.items()} == dict.fromkeys("abcdef", 1.0)
     assert not any(_alive(pid) for pid in seen["pids"])
+
+
+STARTING = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+from autograder.grading import pipeline
+
+WorkerProc, seen = pipeline.WorkerProc, {}
+real_start_all, real_await = WorkerProc.start_all.__func__, pipeline.Run._await_workers
+
+
+def children(pid):
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as fh:
+            found += [int(x) for x in fh.read().split()]
+    return found
+
+
+def start_all(cls, cfgs, state):
+    workers = real_start_all(cls, cfgs, state)
+
+    def kill_the_copy():  # as soon as the first worker has forked it, before it is ready
+        while True:
+            kids = children(workers[0].proc.pid)
+            if kids:
+                os.kill(kids[0], signal.SIGKILL)
+                seen["killed"] = kids[0]
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=kill_the_copy, daemon=True).start()
+    return workers
+
+
+def await_workers(self):
+    real_await(self)
+    with open(f"/proc/{self.workers[1].pid}/stat") as fh:
+        seen["second_parent"] = int(fh.read().rsplit(")", 1)[1].split()[1])
+    seen["grader"] = os.getpid()
+
+
+WorkerProc.start_all = classmethod(start_all)
+pipeline.Run._await_workers = await_workers
+course, folder, isolation = sys.argv[1], sys.argv[2], sys.argv[3] or None
+summary = pipeline.grade(pipeline.Options(
+    submissions=Path(folder), lesson="90", course=Path(course), out=Path(course) / "graded",
+    isolation=isolation, progress=False, workers=2), echo=lambda *a, **k: None)
+seen["failed"] = summary["failed"]
+print(json.dumps(seen))
+"""
+
+
+def test_a_copy_that_dies_starting_is_replaced(tmp_path):
+    """A copy of the first worker that dies before it is ready (or that the first worker
+    could not make) is replaced by a worker process of its own, and the run grades all."""
+    course, folder = tmp_path / "course", tmp_path / "class"
+    _lesson(course)
+    source = nbformat.read(course / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    for name in ("a", "b", "c"):
+        (folder / name).mkdir(parents=True)
+        nbformat.write(source, folder / name / f"{LESSON}.ipynb")
+    flags = isolation_flags()
+    run = subprocess.run([sys.executable, "-c", STARTING, str(course), str(folder),
+                          flags[1] if flags else ""], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["killed"] and seen["failed"] == {}
+    assert seen["second_parent"] == seen["grader"]  # a process of its own now
+    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
+    assert {name: r["score"] for name, r in report.items()} == dict.fromkeys("abc", 1.0)

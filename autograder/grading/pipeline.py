@@ -604,18 +604,29 @@ class Run:
                 zygote.wait()
 
     def _await_workers(self) -> None:
-        for worker in self.workers:
-            try:
-                info = worker.channel.recv()
-            except EOFError:
-                info = {"error": "the worker exited while starting (see "
-                                 f"{self.state / f'worker{worker.index}.log'})"}
+        for i, worker in enumerate(self.workers):
+            info = self._hello(worker)
+            if "error" in info and worker.proc is None:
+                # a copy the first worker could not make, or that died starting: a worker
+                # process of its own instead (with a fork server of its own)
+                worker.close()
+                worker = self.workers[i] = WorkerProc(
+                    worker.index, worker.cfg, self.state / f"worker{worker.index}.log")
+                info = self._hello(worker)
             if "error" in info:
                 raise CourseError(f"a grading worker could not start: {info['error']}")
             worker.ready(info)
         self.mode, self.mode_why = self.workers[0].info["mode"], self.workers[0].info["why"]
         if self.mode != "root":
             self.echo(_isolation_warning(self.mode, self.mode_why), file=sys.stderr)
+
+    def _hello(self, worker: WorkerProc) -> dict:
+        """A starting worker's first message: ready, or why not."""
+        try:
+            return worker.channel.recv()
+        except EOFError:
+            return {"error": "the worker exited while starting (see "
+                             f"{self.state / f'worker{worker.index}.log'})"}
 
     def _collect(self) -> dict[str, Learner]:
         originals = self.state / "originals"
@@ -757,10 +768,7 @@ class Run:
         worker.close()
         replacement = WorkerProc(worker.index, worker.cfg, self.state /
                                  f"worker{worker.index}.log")
-        try:
-            replacement.ready(replacement.channel.recv())
-        except EOFError:
-            replacement.ready({"error": "the worker exited while starting"})
+        replacement.ready(self._hello(replacement))
         self.workers[index] = replacement
         for task in tasks:
             student = task["student"]
