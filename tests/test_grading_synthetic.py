@@ -121,6 +121,35 @@ def test_the_course_settings_replace_an_early_fork_server(tmp_path):
     assert report["bo"]["score"] == 1.0
 
 
+GRADE = """
+course, folder, isolation = sys.argv[1], sys.argv[2], sys.argv[3] or None
+summary = pipeline.grade(pipeline.Options(
+    submissions=Path(folder), lesson="90", course=Path(course), out=Path(course) / "graded",
+    isolation=isolation, progress=False, workers=WORKERS), echo=lambda *a, **k: None)
+seen["failed"] = summary["failed"]
+print(json.dumps(seen))
+"""
+
+
+def _harness(tmp_path, script: str, learners: str) -> tuple[dict, dict]:
+    """A class of correct learners graded by `script` (a grade run with hooks that fill
+    `seen`): what the hooks saw, and each learner's score."""
+    course, folder = tmp_path / "course", tmp_path / "class"
+    _lesson(course)
+    source = nbformat.read(course / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    for name in learners:
+        (folder / name).mkdir(parents=True)
+        nbformat.write(source, folder / name / f"{LESSON}.ipynb")
+    flags = isolation_flags()
+    run = subprocess.run([sys.executable, "-c", script, str(course), str(folder),
+                          flags[1] if flags else ""], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
+    return (json.loads(run.stdout.strip().splitlines()[-1]),
+            {name: r["score"] for name, r in report.items()})
+
+
 COPIES = """
 import json, os, signal, sys, time
 from pathlib import Path
@@ -158,13 +187,7 @@ def handle(self, reply):
 
 
 Run._await_workers, Run._grade_all, Run._handle = await_workers, grade_all, handle
-course, folder, isolation = sys.argv[1], sys.argv[2], sys.argv[3] or None
-summary = pipeline.grade(pipeline.Options(
-    submissions=Path(folder), lesson="90", course=Path(course), out=Path(course) / "graded",
-    isolation=isolation, progress=False, workers=3), echo=lambda *a, **k: None)
-seen["failed"] = summary["failed"]
-print(json.dumps(seen))
-"""
+""" + GRADE.replace("WORKERS", "3")
 
 
 def test_workers_are_copies_of_the_first_and_a_dead_one_is_replaced(tmp_path):
@@ -174,23 +197,11 @@ def test_workers_are_copies_of_the_first_and_a_dead_one_is_replaced(tmp_path):
     no worker is left behind after the run."""
     from autograder.grading.executor import _alive
 
-    course, folder = tmp_path / "course", tmp_path / "class"
-    _lesson(course)
-    source = nbformat.read(course / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
-    for name in ("a", "b", "c", "d", "e", "f"):
-        (folder / name).mkdir(parents=True)
-        nbformat.write(source, folder / name / f"{LESSON}.ipynb")
-    flags = isolation_flags()
-    run = subprocess.run([sys.executable, "-c", COPIES, str(course), str(folder),
-                          flags[1] if flags else ""], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    seen, scores = _harness(tmp_path, COPIES, "abcdef")
     first, *copies = seen["pids"]
     assert seen["parents"] == [seen["grader"], first, first]  # forked by worker 0
     assert seen["killed"] and seen["failed"] == {}
-    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
-    assert {name: r["score"] for name, r in report.items()} == dict.fromkeys("abcdef", 1.0)
+    assert scores == dict.fromkeys("abcdef", 1.0)
     assert not any(_alive(pid) for pid in seen["pids"])
 
 
@@ -236,31 +247,13 @@ def await_workers(self):
 
 WorkerProc.start_all = classmethod(start_all)
 pipeline.Run._await_workers = await_workers
-course, folder, isolation = sys.argv[1], sys.argv[2], sys.argv[3] or None
-summary = pipeline.grade(pipeline.Options(
-    submissions=Path(folder), lesson="90", course=Path(course), out=Path(course) / "graded",
-    isolation=isolation, progress=False, workers=2), echo=lambda *a, **k: None)
-seen["failed"] = summary["failed"]
-print(json.dumps(seen))
-"""
+""" + GRADE.replace("WORKERS", "2")
 
 
 def test_a_copy_that_dies_starting_is_replaced(tmp_path):
     """A copy of the first worker that dies before it is ready (or that the first worker
     could not make) is replaced by a worker process of its own, and the run grades all."""
-    course, folder = tmp_path / "course", tmp_path / "class"
-    _lesson(course)
-    source = nbformat.read(course / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
-    for name in ("a", "b", "c"):
-        (folder / name).mkdir(parents=True)
-        nbformat.write(source, folder / name / f"{LESSON}.ipynb")
-    flags = isolation_flags()
-    run = subprocess.run([sys.executable, "-c", STARTING, str(course), str(folder),
-                          flags[1] if flags else ""], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    seen, scores = _harness(tmp_path, STARTING, "abc")
     assert seen["killed"] and seen["failed"] == {}
     assert seen["second_parent"] == seen["grader"]  # a process of its own now
-    report = json.loads((course / "graded" / "report.json").read_text())["learner_results"]
-    assert {name: r["score"] for name, r in report.items()} == dict.fromkeys("abc", 1.0)
+    assert scores == dict.fromkeys("abc", 1.0)
