@@ -201,9 +201,9 @@ class SoupPass:
     A feedback page is the lesson's cells, most of them the same for every learner, so the
     pass is done per cell and remembered: the page is cut before each cell's
     ``<div [id="cell-id=..."] class="cell border-box-sizing ...">`` (nbconvert's classic
-    template, which nbgrader's feedback template extends); the page without its cells is parsed with
-    a marker comment where they were, which gives the open elements around the cells and
-    the serialised text before and after them; each cell is parsed inside those elements
+    template, which nbgrader's feedback template extends); the page without its cells is
+    parsed with a marker comment where they were, which gives the open elements around the
+    cells and the serialised text before and after them; each cell is parsed inside those elements
     (their names and attributes) followed by the marker. A cell whose marker ends up a
     direct child of the innermost of those elements opened and closed only its own
     elements, so html.parser and BeautifulSoup build it exactly as within the whole page
