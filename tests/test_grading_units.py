@@ -544,7 +544,8 @@ def test_soup_pass_on_any_cells(contents):
     """Any HTML in any cell: the pass (one remembering instance for all examples, so cells
     recur in other pages) gives nbconvert's page."""
     head = '<html><body><div class="jp-Notebook"><main id="notebook-container">\n'
-    cells = "".join(f'{SoupPass.CELL}code_cell">\n{c}\n</div>\n' for c in contents)
+    cells = "".join(f'<div class="cell border-box-sizing code_cell">\n{c}\n</div>\n'
+                    for c in contents)
     page = head + cells + "</main></div>\n</body>\n</html>"
     assert _SHARED_PASS(page)[0] == _nbconvert_pass(page)
 

@@ -196,7 +196,7 @@ def share_highlighting(exporter) -> None:
 class SoupPass:
     """The end of nbconvert's ``HTMLExporter.from_notebook_node``: the rendered page parsed
     with BeautifulSoup (``html.parser``), images given alt text, inputs and outputs made
-    focusable, the tree serialised again; about half the CPU of a learner's feedback.
+    focusable, the tree serialised again.
 
     A feedback page is the lesson's cells, most of them the same for every learner, so the
     pass is done per cell and remembered: the page is cut before each cell's
@@ -213,7 +213,6 @@ class SoupPass:
     remembers across the page, the marker in the page) and the whole page takes
     nbconvert's own pass. The result is the same string (tests/test_grading_units.py)."""
 
-    CELL = '<div class="cell border-box-sizing '  # a cell's start, without its id
     CELLS = r'<div (?:id="[^"<>]*" )?class="cell border-box-sizing '
     MARK = "attnlab-soup-cells"
     VOID_END = None  # compiled on first use: an end tag of any void element

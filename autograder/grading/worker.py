@@ -29,6 +29,7 @@ if __name__ == "__main__":
 import nbformat  # noqa: E402
 
 from .executor import Limits, SandboxedKernel, SandboxError, Zygote  # noqa: E402
+from .sandbox import PR_SET_PDEATHSIG, prctl, threads  # noqa: E402
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -183,7 +184,7 @@ class Worker:
 
 
 def feedback_converter(config, lesson: str):
-    """A GenerateFeedback for this lesson with its exporter built (reuse_exporter)."""
+    """A GenerateFeedback for this lesson whose exporter is built once (reuse_exporter)."""
     from nbgrader.converters import GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
 
@@ -193,17 +194,13 @@ def feedback_converter(config, lesson: str):
     coursedir.assignment_id = lesson
     converter = GenerateFeedback(coursedir=coursedir, config=config)
     converter.force = True
-    converter = reuse_exporter(converter)
-    converter.build()
-    return converter
+    return reuse_exporter(converter)
 
 
 def _die_with_parent() -> None:
     try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
         pass
 
 
@@ -214,11 +211,11 @@ def _fork_copies(conn, cfg: dict, specs: list[dict]):
     worker's descriptors yet, so each copy closes what is not its own by number."""
     from .channel import Channel
 
-    if _threads() != 1:  # forking a threaded process is unsafe: each copy is then told so
+    if threads() != 1:  # forking a threaded process is unsafe: each copy is then told so
         for spec in specs:
             with contextlib.suppress(OSError):
                 Channel(*spec["fds"]).send(
-                    {"type": "ready", "error": f"worker 0 has {_threads()} threads"})
+                    {"type": "ready", "error": f"worker 0 has {threads()} threads"})
             for fd in (*spec["fds"], *(spec["cfg"].get("zygote_fds") or ())):
                 os.close(fd)
         return conn, cfg, []
@@ -244,13 +241,6 @@ def _fork_copies(conn, cfg: dict, specs: list[dict]):
         for fd in (*spec["fds"], *(spec["cfg"].get("zygote_fds") or ())):
             os.close(fd)
     return conn, cfg, pids
-
-
-def _threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 2
 
 
 def _reap(pids: list[int], seconds: float = 10.0) -> None:

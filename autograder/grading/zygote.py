@@ -28,7 +28,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 
 import _attnlab_sandbox as sandbox  # copied into the image next to this file
@@ -74,13 +73,6 @@ def _preload(extra: list[str]) -> list[str]:
     return missing
 
 
-def _threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
 def _run_kernel(spec: dict) -> None:
     """In the confined grandchild: become this learner's IPython kernel."""
     import random
@@ -105,8 +97,8 @@ def _run_kernel(spec: dict) -> None:
 
 
 def _spawn(spec: dict) -> dict:
-    if _threads() != 1:
-        return {"error": f"the fork server has {_threads()} threads; refusing to fork"}
+    if sandbox.threads() != 1:
+        return {"error": f"the fork server has {sandbox.threads()} threads; refusing to fork"}
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -193,7 +185,7 @@ def main() -> None:
     import _attnlab_sandbox  # noqa: F401  (already imported; keeps the name bound)
 
     ready = {"ready": True, "mode": mode, "why": why, "missing": missing,
-             "threads": _threads()}
+             "threads": sandbox.threads()}
     if settings.get("clients"):
         _serve_clients(settings["clients"], ready)
     else:
