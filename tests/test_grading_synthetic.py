@@ -206,7 +206,7 @@ def test_workers_are_copies_of_the_first_and_a_dead_one_is_replaced(tmp_path):
 
 
 STARTING = """
-import json, os, signal, sys, threading, time
+import contextlib, json, os, signal, sys, threading, time
 from pathlib import Path
 from autograder.grading import pipeline
 
@@ -233,13 +233,15 @@ def start_all(cls, cfgs, state):
         os.close(fd)
     seen["_hold"] = seen_answer_w
 
-    def kill_the_copy():  # as soon as the first worker has forked it
+    def kill_the_copy():  # once the first worker has forked it and it writes to its log
+        log = os.path.realpath(state / "worker1.log")  # worker 0 may have other children
         while True:
-            kids = children(workers[0].proc.pid)
-            if kids:
-                os.kill(kids[0], signal.SIGKILL)
-                seen["killed"] = kids[0]
-                return
+            for kid in children(workers[0].proc.pid):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{kid}/fd/1") == log:
+                        os.kill(kid, signal.SIGKILL)
+                        seen["killed"] = kid
+                        return
             time.sleep(0.005)
 
     threading.Thread(target=kill_the_copy, daemon=True).start()
