@@ -197,3 +197,20 @@ def test_one_fork_server_serves_every_worker(zygote, tmp_path):
             copy.close()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_the_fork_server_warms_its_lesson(tmp_path):
+    """A lesson 06 image's fork server computes the lesson's course-only results once
+    (attnlab.warmup): a kernel it forks starts with them cached, before any cell asks."""
+    if sandbox.probe_mode()[0] == "none":
+        pytest.skip("sandboxing kernels needs root or user namespaces")
+    image, _ = build_image(find_lesson("06"), tmp_path / "images")
+    server = Zygote(image, log=tmp_path / "zygote.log").wait_ready()
+    try:
+        assert not server.missing
+        nb, _ = _run((server, tmp_path), [
+            "from attnlab.explore.norms import gradient_norms\n"
+            "print(gradient_norms.cache_info().currsize)"])
+    finally:
+        server.close()
+    assert _text(nb.cells[0]).strip() == "12"

@@ -14,6 +14,7 @@ from autograder.reference import MultiHeadAttention
 
 PLACEMENTS = ("post-norm", "pre-norm", "no norm")
 MAX_DEPTH = 48
+EXPLORER_DEPTH = 24  # the explorer's first view
 B, L = 4, 8  # a small batch of short sequences is enough to see the trend
 
 
@@ -137,8 +138,8 @@ def norm_placement_explorer(max_depth: int = MAX_DEPTH):
                                       description="norm")
     residual = widgets.ToggleButtons(options=["on", "off"], value="on",
                                      description="residuals")
-    depth = widgets.IntSlider(value=24, min=2, max=max_depth, step=2, description="layers",
-                              continuous_update=False)
+    depth = widgets.IntSlider(value=EXPLORER_DEPTH, min=2, max=max_depth, step=2,
+                              description="layers", continuous_update=False)
     out = widgets.Output()
 
     def draw(change=None) -> None:
@@ -167,3 +168,14 @@ def norm_placement_explorer(max_depth: int = MAX_DEPTH):
         w.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([placement, residual]), depth, out])
+
+
+def warm() -> None:
+    """Fill the caches with what the lesson's cells ask of this module: every setting at the
+    explorer's first depth and at MAX_DEPTH (``attnlab.warmup``: the class grader does this
+    once, before it forks a kernel per learner). The values are those the cells would
+    compute; the global random streams are left as they were."""
+    for depth in (EXPLORER_DEPTH, MAX_DEPTH):
+        for placement in PLACEMENTS:
+            for residual in (True, False):
+                gradient_norms(depth, placement, residual)

@@ -326,6 +326,7 @@ def build_image(lesson: Lesson, images: Path) -> tuple[Path, list[str]]:
     shutil.copytree(ROOT / "attnlab", tmp / "attnlab",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copyfile(HERE / "zygote.py", tmp / "_attnlab_zygote.py")
+    (tmp / "LESSON").write_text(lesson.number)  # the fork server warms what it computes
     shutil.copyfile(HERE / "sandbox.py", tmp / "_attnlab_sandbox.py")
     (tmp / "WARNINGS").write_text("\n".join(warnings))
     (tmp / ".complete").write_text(key)

@@ -2,15 +2,17 @@
 
 Started as ``python <image>/_attnlab_zygote.py '<json settings>'`` with a clean
 environment, it imports what every lesson needs (numpy, torch, matplotlib, ipykernel, the
-record half of the checks, attnlab) once, and then only forks. It never runs learner code
+record half of the checks, attnlab) once, computes what its lesson's cells compute from the
+course's code alone (``attnlab.warmup``, named by the image's LESSON file: every kernel
+then starts with those results cached), and then only forks. It never runs learner code
 and never holds anything secret: it was exec'd, not forked from the grader, so no database
 URL, reference kernel or solution is in its memory. Each fork confines itself
 (``sandbox.py``) and becomes that learner's IPython kernel; nothing passes from one
 learner's kernel to another's.
 
 Forking after torch has run a parallel op can hang the child, so this process never runs
-one: it imports torch with every thread pool sized to one and checks that it is still
-single-threaded before each fork.
+one: it imports torch with every thread pool sized to one (the warm-up's small tensor ops
+run on this one thread) and checks that it is still single-threaded before each fork.
 
 Protocol (JSON lines): stdout first says ``{"ready": ...}``; then each stdin request
 ``{"op": "spawn", "id": n, "spec": {...}}`` is answered ``{"id": n, "pid": kernel_pid}``
@@ -71,6 +73,23 @@ def _preload(extra: list[str]) -> list[str]:
     except Exception:  # noqa: BLE001  (an older matplotlib: each kernel reads them)
         pass
     return missing
+
+
+def _warm() -> list[str]:
+    """What this image's lesson computes from the course's code alone (attnlab.warmup), once
+    here: every kernel forked after it starts with those results cached."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "LESSON")) as fh:
+            number = fh.read().strip()
+    except OSError:  # an image without it: each kernel computes its own, as before
+        return []
+    try:
+        import attnlab.warmup
+
+        attnlab.warmup.lesson(number)
+    except Exception as exc:  # noqa: BLE001  (a bug in the course: the cells will show it)
+        return [f"attnlab.warmup: {type(exc).__name__}: {exc}"[:300]]
+    return []
 
 
 def _run_kernel(spec: dict) -> None:
@@ -180,7 +199,7 @@ def main() -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # only protocol lines on the real stdout
     mode, why = sandbox.probe_mode(settings.get("isolation", "auto"))
-    missing = _preload(settings.get("preload", []))
+    missing = _preload(settings.get("preload", [])) + _warm()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # middles are reaped automatically
     import _attnlab_sandbox  # noqa: F401  (already imported; keeps the name bound)
 
