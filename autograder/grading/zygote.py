@@ -57,6 +57,11 @@ PRELOAD = (
     "pygments.styles",
 )
 
+# the lesson side's warm-up (its lesson(number) fills the caches of what that lesson's cells
+# compute from the course's code alone): loaded by name, as PRELOAD's lesson-side modules
+# are, since the grader itself never imports attnlab (tests/test_package_layers.py)
+WARMUP = "attnlab.warmup"
+
 
 def _preload(extra: list[str]) -> list[str]:
     missing = []
@@ -84,9 +89,7 @@ def _warm() -> list[str]:
     except OSError:  # an image without it: each kernel computes its own, as before
         return []
     try:
-        import attnlab.warmup
-
-        attnlab.warmup.lesson(number)
+        importlib.import_module(WARMUP).lesson(number)
     except Exception as exc:  # noqa: BLE001  (a bug in the course: the cells will show it)
         return [f"attnlab.warmup: {type(exc).__name__}: {exc}"[:300]]
     return []
