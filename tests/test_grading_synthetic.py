@@ -150,19 +150,24 @@ def _harness(tmp_path, script: str, learners: str) -> tuple[dict, dict]:
             {name: r["score"] for name, r in report.items()})
 
 
-COPIES = """
-import json, os, signal, sys, time
+PROC = """
+import contextlib, json, os, signal, sys, threading, time
 from pathlib import Path
 from autograder.grading import pipeline
-from autograder.grading.executor import _alive
+from autograder.grading.executor import _alive, _children
 
-Run, seen = pipeline.Run, {}
-real_await, real_grade_all, real_handle = Run._await_workers, Run._grade_all, Run._handle
+seen = {}
 
 
 def parent(pid):
     with open(f"/proc/{pid}/stat") as fh:
         return int(fh.read().rsplit(")", 1)[1].split()[1])
+"""
+
+
+COPIES = PROC + """
+Run = pipeline.Run
+real_await, real_grade_all, real_handle = Run._await_workers, Run._grade_all, Run._handle
 
 
 def await_workers(self):
@@ -205,38 +210,26 @@ def test_workers_are_copies_of_the_first_and_a_dead_one_is_replaced(tmp_path):
     assert not any(_alive(pid) for pid in seen["pids"])
 
 
-STARTING = """
-import contextlib, json, os, signal, sys, threading, time
-from pathlib import Path
-from autograder.grading import pipeline
-
-WorkerProc, seen = pipeline.WorkerProc, {}
+STARTING = PROC + """
+WorkerProc = pipeline.WorkerProc
 real_start_all, real_await = WorkerProc.start_all.__func__, pipeline.Run._await_workers
-
-
-def children(pid):
-    found = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as fh:
-            found += [int(x) for x in fh.read().split()]
-    return found
 
 
 def start_all(cls, cfgs, state):
     # the copy's fork server is a pipe nobody answers on: it cannot be ready before the
     # kill below, however slow this machine (its real one is closed here, unused)
-    answer_r, seen_answer_w = os.pipe()
+    answer_r, answer_w = os.pipe()
     sink = os.open(os.devnull, os.O_WRONLY)
     real = cfgs[1]["zygote_fds"]
     workers = real_start_all(cls, [cfgs[0], dict(cfgs[1], zygote_fds=[sink, answer_r])], state)
     for fd in real:
         os.close(fd)
-    seen["_hold"] = seen_answer_w
+    seen["_hold"] = answer_w
 
     def kill_the_copy():  # once the first worker has forked it and it writes to its log
         log = os.path.realpath(state / "worker1.log")  # worker 0 may have other children
         while True:
-            for kid in children(workers[0].proc.pid):
+            for kid in _children(workers[0].proc.pid):
                 with contextlib.suppress(OSError):
                     if os.readlink(f"/proc/{kid}/fd/1") == log:
                         os.kill(kid, signal.SIGKILL)
@@ -250,8 +243,7 @@ def start_all(cls, cfgs, state):
 
 def await_workers(self):
     real_await(self)
-    with open(f"/proc/{self.workers[1].pid}/stat") as fh:
-        seen["second_parent"] = int(fh.read().rsplit(")", 1)[1].split()[1])
+    seen["second_parent"] = parent(self.workers[1].pid)
     seen["grader"] = os.getpid()
     os.close(seen.pop("_hold"))
 

@@ -275,6 +275,15 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (any of its threads); OSError if it is gone."""
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as fh:
+            found.update(int(x) for x in fh.read().split())
+    return found
+
+
 class SandboxedKernel:
     """One learner's kernel: a fresh fork of the zygote, confined; used once."""
 
@@ -463,18 +472,11 @@ class SandboxedKernel:
         Every process in a PID namespace descends from its pid 1 (orphans are re-parented
         to it, or to a subreaper inside it), so this reads a few small files instead of
         every process's namespace on the machine (thousands on a hub's server)."""
-        def children(pid: int) -> set[int]:
-            found = set()
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                    found.update(int(x) for x in fh.read().split())
-            return found
-
         try:
             with open(f"/proc/{self.pid}/status") as fh:
                 nspid = next(ln for ln in fh if ln.startswith("NSpid:")).split()[-1]
-            kids = children(self.pid)
-            return nspid == "1" and len(kids) == 1 and not children(kids.pop())
+            kids = _children(self.pid)
+            return nspid == "1" and len(kids) == 1 and not _children(kids.pop())
         except (OSError, ValueError, StopIteration):
             return False  # gone, or no children files (an old kernel): look at every one
 
